@@ -1,0 +1,76 @@
+"""vlm_tutorial: helpers for querying vision-language models through SGLang's offline Engine.
+
+The public API is importable from the package root; each name lives in a small
+module named for what it does (``images``, ``prompts``, ``requests``,
+``validation``, ``vision``, ``engines``, ``tiny``, ``families``, ``errors``).
+Submodules are imported on first use, so ``import vlm_tutorial`` stays cheap.
+
+Example:
+    >>> import vlm_tutorial
+    >>> vlm_tutorial.get_family("qwen2_5_vl").real_model_id
+    'Qwen/Qwen2.5-VL-3B-Instruct'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # errors
+    "VLMTutorialError": "errors",
+    "ImageLoadError": "errors",
+    "ImageDecodeError": "errors",
+    "UnsupportedImageSourceError": "errors",
+    "RequestFormatError": "errors",
+    "EmbeddingShapeError": "errors",
+    "UnknownModelFamilyError": "errors",
+    "VisionWeightsError": "errors",
+    "EngineUnavailableError": "errors",
+    # families
+    "ModelFamily": "families",
+    "FAMILIES": "families",
+    "get_family": "families",
+    "detect_family": "families",
+    "recommended_engine_args": "families",
+    # images
+    "load_image": "images",
+    "example_image": "images",
+    # prompts
+    "build_prompt": "prompts",
+    # requests
+    "raw_request": "requests",
+    "processor_output_request": "requests",
+    "precomputed_embedding_request": "requests",
+    # validation
+    "validate_image_data": "validation",
+    # vision
+    "load_vision_encoder": "vision",
+    "VisionEncoder": "vision",
+    # engines
+    "open_engine": "engines",
+    "ReferenceEngine": "engines",
+    "merge_engine_args": "engines",
+    # tiny models
+    "build_tiny_model": "tiny",
+    # notebook set-up
+    "resolve_model_path": "setup",
+    "notebook_settings": "setup",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vlm_tutorial' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
