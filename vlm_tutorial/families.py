@@ -35,6 +35,8 @@ class ModelFamily:
         prompt_image_token: what the chat template writes for one image.
         embedding_token: the token repeated once per embedding row in
             ``input_ids`` after the processor expands the image.
+        embedding_token_id: its id in the real vocabulary (tiny models keep it).
+        processor_class: the transformers processor class name.
         embedding_extra_keys: keys a lean precomputed-embedding dict carries
             beside ``feature``.
         required_engine_args: engine arguments the family needs at every
@@ -47,6 +49,8 @@ class ModelFamily:
     sglang_chat_template: str
     prompt_image_token: str
     embedding_token: str
+    embedding_token_id: int
+    processor_class: str
     embedding_extra_keys: tuple[str, ...] = ()
     required_engine_args: dict[str, Any] = field(default_factory=dict)
 
@@ -58,6 +62,8 @@ QWEN2_5_VL = ModelFamily(
     sglang_chat_template="qwen2-vl",
     prompt_image_token="<|vision_start|><|image_pad|><|vision_end|>",
     embedding_token="<|image_pad|>",
+    embedding_token_id=151655,
+    processor_class="Qwen2_5_VLProcessor",
     embedding_extra_keys=("image_grid_thw",),
 )
 
@@ -68,6 +74,8 @@ LLAMA4 = ModelFamily(
     sglang_chat_template="llama-4",
     prompt_image_token="<|image|>",
     embedding_token="<|patch|>",
+    embedding_token_id=200092,
+    processor_class="Llama4Processor",
     # SGLang 0.5.17 turns multimodal off for llama4 unless asked: the image
     # would be silently ignored.
     required_engine_args={"enable_multimodal": True},
@@ -124,8 +132,9 @@ def detect_family(model: str | os.PathLike | Any) -> ModelFamily:
     """Return the family of a checkpoint folder, a real model id, a config or a processor.
 
     ``model`` may be a local folder holding ``config.json``, one of the real
-    model ids in :data:`RECOMMENDED_ENGINE_ARGS`, a family name, or an object
-    with a ``model_type`` attribute (a transformers config).
+    model ids in :data:`RECOMMENDED_ENGINE_ARGS`, a family name, an object
+    with a ``model_type`` attribute (a transformers config), or a processor
+    (``Qwen2_5_VLProcessor``, ``Llama4Processor``).
 
     Example:
         >>> detect_family("Qwen/Qwen2.5-VL-3B-Instruct").name
@@ -134,6 +143,9 @@ def detect_family(model: str | os.PathLike | Any) -> ModelFamily:
     model_type = getattr(model, "model_type", None)
     if isinstance(model_type, str):
         return family_from_model_type(model_type)
+    for family in FAMILIES.values():
+        if type(model).__name__ == family.processor_class:
+            return family
     if isinstance(model, (str, os.PathLike)):
         text = os.fspath(model)
         if text in FAMILIES:

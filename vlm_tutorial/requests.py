@@ -1,0 +1,237 @@
+"""The three image input formats of ``sglang.Engine.generate``, one builder each.
+
+Each builder returns the keyword arguments of one request, so that
+``engine.generate(**request, sampling_params=...)`` works:
+
+1. :func:`raw_request`: ``{"prompt": str, "image_data": [image, ...]}``.
+   SGLang loads, preprocesses and encodes the images itself.
+2. :func:`processor_output_request`: ``{"input_ids": [...], "image_data":
+   [dict(processor_output, format="processor_output")]}``. The client runs
+   the Hugging Face processor (and may customise it); SGLang runs the
+   vision tower.
+3. :func:`precomputed_embedding_request`: ``{"input_ids": [...],
+   "image_data": [lean dict]}``. The client runs the vision tower too;
+   SGLang only places the embedding rows at the image tokens.
+
+With formats 2 and 3, one dict carries all the images of the request.
+
+Example:
+    >>> request = raw_request(prompt, [example_image()])               # doctest: +SKIP
+    >>> engine.generate(**request, sampling_params={"max_new_tokens": 16})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .errors import RequestFormatError
+from .families import LLAMA4, QWEN2_5_VL, ModelFamily, detect_family
+from .images import load_image
+from .validation import validate_image_data
+
+Request = dict[str, Any]
+
+
+def _as_list(images: Any) -> list[Any]:
+    if images is None:
+        raise RequestFormatError("images is None; pass one image or a list of images")
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    if not items:
+        raise RequestFormatError("images is empty; pass at least one image")
+    return items
+
+
+def raw_request(prompt: str, images: Any) -> Request:
+    """Format 1: a text prompt and raw images, which SGLang loads itself.
+
+    ``images`` is one image or a list: PIL images, file paths (``str`` or
+    ``Path``), ``http(s)`` URLs, base64 strings, ``data:`` URLs or bytes.
+    They pass through as given (paths become ``str``); the prompt must hold
+    one image placeholder per image (use :func:`~vlm_tutorial.build_prompt`).
+
+    Example:
+        >>> raw_request("<|image|>What is it?", "cat.png")
+        {'prompt': '<|image|>What is it?', 'image_data': ['cat.png']}
+    """
+    if not isinstance(prompt, str):
+        raise RequestFormatError(
+            f"prompt must be a str, got {type(prompt).__name__}; build it with build_prompt()"
+        )
+    items = [os.fspath(i) if isinstance(i, os.PathLike) else i for i in _as_list(images)]
+    validate_image_data(items, prompt=prompt)
+    return {"prompt": prompt, "image_data": items}
+
+
+def run_processor(processor: Any, prompt: str, images: Any, **processor_kwargs: Any) -> Any:
+    """Load ``images`` and run the Hugging Face ``processor`` on them with ``prompt``.
+
+    Extra keyword arguments go to the processor call, e.g. ``min_pixels`` /
+    ``max_pixels`` for Qwen2.5-VL's image processor.
+
+    Example:
+        >>> inputs = run_processor(processor, prompt, [example_image()])  # doctest: +SKIP
+        >>> inputs["input_ids"].shape                                     # doctest: +SKIP
+        torch.Size([1, 95])
+    """
+    if not isinstance(prompt, str):
+        raise RequestFormatError(
+            f"prompt must be a str, got {type(prompt).__name__}; build it with build_prompt()"
+        )
+    loaded = [load_image(i) for i in _as_list(images)]
+    validate_image_data(loaded, prompt=prompt)
+    return processor(text=[prompt], images=loaded, return_tensors="pt", **processor_kwargs)
+
+
+def _ids(processor_output: Any) -> list[int]:
+    return processor_output["input_ids"][0].tolist()
+
+
+def processor_output_request(
+    processor: Any, prompt: str, images: Any, **processor_kwargs: Any
+) -> Request:
+    """Format 2: ``input_ids`` plus ``dict(processor_output, format="processor_output")``.
+
+    The client runs the processor (with any ``processor_kwargs``, e.g. a
+    custom ``max_pixels``), so SGLang skips its own preprocessing and runs the
+    vision tower on the given ``pixel_values``.
+
+    Example:
+        >>> req = processor_output_request(processor, prompt, [img])  # doctest: +SKIP
+        >>> req["image_data"][0]["format"]                              # doctest: +SKIP
+        'processor_output'
+    """
+    inputs = run_processor(processor, prompt, images, **processor_kwargs)
+    request = {"input_ids": _ids(inputs), "image_data": [dict(inputs, format="processor_output")]}
+    validate_image_data(request["image_data"], input_ids=request["input_ids"])
+    return request
+
+
+def embedding_dict(
+    family: ModelFamily,
+    processor_output: Any,
+    embeddings: Any,
+    *,
+    keep_processor_output: bool = False,
+) -> dict[str, Any]:
+    """The ``image_data`` dict that carries precomputed ``embeddings`` for ``family``.
+
+    Qwen2.5-VL: ``{"format": "precomputed_embedding", "feature": emb,
+    "image_grid_thw": grid}``. SGLang 0.5.17's ``Qwen2_5_VLForConditionalGeneration``
+    passes a 2-D ``feature`` whose width is not 1176 (= 3·2·14·14, a patch of
+    pixels) straight through, and its processor reads ``image_grid_thw`` from
+    the dict for the multimodal rope positions; nothing else is read.
+
+    Llama 4: ``{"format": "processor_output", "input_ids": ids,
+    "precomputed_embeddings": emb}``. SGLang 0.5.17's ``mllama4`` runs the
+    vision tower on a ``precomputed_embedding`` feature and the scheduler
+    dies; a ``processor_output`` dict whose ``precomputed_embeddings`` key is
+    set skips the tower. ``pixel_values`` must stay out: with it, SGLang
+    splits the embedding by tiles and misplaces it.
+
+    ``keep_processor_output=True`` (Qwen2.5-VL only, for teaching) adds every
+    key of the processor output, pixels included, as the original SGLang docs
+    did: SGLang ships each key between its processes, so it costs time.
+
+    Example:
+        >>> d = embedding_dict(QWEN2_5_VL, inputs, emb)   # doctest: +SKIP
+        >>> sorted(d)                                     # doctest: +SKIP
+        ['feature', 'format', 'image_grid_thw']
+    """
+    if family is LLAMA4:
+        if keep_processor_output:
+            raise RequestFormatError(
+                "keep_processor_output=True is not possible for Llama 4: with pixel_values in "
+                "the dict, SGLang 0.5.17 splits the embedding by tiles and misplaces it"
+            )
+        return {
+            "format": "processor_output",
+            "input_ids": processor_output["input_ids"],
+            "precomputed_embeddings": embeddings,
+        }
+    if family is QWEN2_5_VL:
+        base = dict(processor_output) if keep_processor_output else {}
+        base.update(
+            format="precomputed_embedding",
+            feature=embeddings,
+            image_grid_thw=processor_output["image_grid_thw"],
+        )
+        return base
+    raise RequestFormatError(f"no embedding layout for family {family.name!r}")
+
+
+def precomputed_embedding_request(
+    processor: Any,
+    prompt: str,
+    images: Any,
+    encoder: Callable[[Any], Any] | Any,
+    *,
+    keep_processor_output: bool = False,
+    **processor_kwargs: Any,
+) -> Request:
+    """Format 3: ``input_ids`` plus one lean dict with the precomputed vision embedding.
+
+    ``encoder`` maps the processor output to the embedding tensor
+    ``(num_image_tokens, text_hidden)``, e.g. the result of
+    :func:`~vlm_tutorial.load_vision_encoder`; it may also be such a tensor,
+    computed earlier for the same images (reuse). The dict carries only what
+    the model reads (see :func:`embedding_dict`): no pixel tensors travel.
+
+    Example:
+        >>> encoder = load_vision_encoder(model_path)                              # doctest: +SKIP
+        >>> req = precomputed_embedding_request(processor, prompt, [img], encoder)  # doctest: +SKIP
+        >>> req["image_data"][0]["feature"].shape                                  # doctest: +SKIP
+        torch.Size([64, 2048])
+    """
+    family = detect_family(processor)
+    inputs = run_processor(processor, prompt, images, **processor_kwargs)
+    embeddings = encoder(inputs) if callable(encoder) else encoder
+    request = {
+        "input_ids": _ids(inputs),
+        "image_data": [
+            embedding_dict(family, inputs, embeddings, keep_processor_output=keep_processor_output)
+        ],
+    }
+    hidden = getattr(encoder, "text_hidden_size", None)
+    validate_image_data(request["image_data"], input_ids=request["input_ids"], hidden_size=hidden)
+    return request
+
+
+def describe_request(request: Request) -> dict[str, Any]:
+    """Shapes and sizes of a request, for printing in a notebook.
+
+    Example:
+        >>> describe_request({"prompt": "<|image|>hi", "image_data": ["a.png"]})
+        {'prompt_chars': 11, 'image_data': ['str']}
+    """
+    info: dict[str, Any] = {}
+    if "prompt" in request:
+        info["prompt_chars"] = len(request["prompt"])
+    if "input_ids" in request:
+        info["input_ids_len"] = len(request["input_ids"])
+    items = []
+    for item in request.get("image_data", []):
+        if isinstance(item, dict):
+            items.append(
+                {
+                    k: (tuple(v.shape) if hasattr(v, "shape") else v)
+                    for k, v in item.items()
+                    if k not in ("input_ids", "attention_mask")
+                }
+            )
+        else:
+            items.append(type(item).__name__)
+    info["image_data"] = items
+    return info
+
+
+__all__ = [
+    "raw_request",
+    "run_processor",
+    "processor_output_request",
+    "embedding_dict",
+    "precomputed_embedding_request",
+    "describe_request",
+]
+
