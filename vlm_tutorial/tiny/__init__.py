@@ -1,0 +1,36 @@
+"""Tiny random-weight checkpoints of Qwen2.5-VL and Llama 4, built offline in about a second.
+
+Each checkpoint has the real model class, processor classes, chat template
+and special-token ids, with a handful of small layers. Use them to run the
+notebooks and tests without a model hub.
+
+Example:
+    >>> from vlm_tutorial.tiny import PRESETS, tiny_model_path
+    >>> sorted(PRESETS["qwen2_5_vl"])
+    ['text-heavy', 'tiny']
+    >>> path = tiny_model_path("llama4")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .builder import (
+    BUILDER_VERSION,
+    build_tiny_model,
+    cache_root,
+    chat_template,
+    folder_size,
+    parameter_counts,
+    tiny_model_path,
+)
+from .presets import PRESETS
+
+__all__ = [
+    "BUILDER_VERSION",
+    "PRESETS",
+    "build_tiny_model",
+    "cache_root",
+    "chat_template",
+    "folder_size",
+    "parameter_counts",
+    "tiny_model_path",
+]

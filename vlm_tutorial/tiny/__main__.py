@@ -1,0 +1,50 @@
+"""Command line: ``python -m vlm_tutorial.tiny FAMILY OUT_DIR [--preset P] [--seed N]``.
+
+Builds one tiny checkpoint and prints where it went, its parameter counts,
+its size on disk and how long it took.
+
+Example:
+    $ python -m vlm_tutorial.tiny llama4 /tmp/tiny-llama4 --preset tp4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from ..families import FAMILIES
+from .builder import INFO_FILE, build_tiny_model, folder_size
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, build the checkpoint, print a summary; return the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m vlm_tutorial.tiny",
+        description="Build a tiny random-weight checkpoint of a real VLM architecture, offline.",
+    )
+    parser.add_argument("family", help=f"model family: {', '.join(sorted(FAMILIES))}")
+    parser.add_argument("out_dir", help="folder to write the checkpoint into")
+    parser.add_argument("--preset", default="tiny", help="size preset (default: tiny)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    try:
+        path = build_tiny_model(args.family, args.out_dir, preset=args.preset, seed=args.seed)
+    except ValueError as exc:  # unknown family or preset
+        parser.error(str(exc))
+    seconds = time.perf_counter() - start
+    info = json.loads((path / INFO_FILE).read_text())
+    counts = info["parameters"]
+    print(f"wrote {info['family']} ({info['preset']}, seed {info['seed']}) to {path}")
+    print(f"parameters: text {counts['text']:,}, vision {counts['vision']:,}")
+    print(f"size on disk: {folder_size(path) / 2**20:.1f} MiB")
+    print(f"built in {seconds:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
