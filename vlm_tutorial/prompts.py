@@ -79,4 +79,29 @@ def build_prompt(processor: Any, question: str, num_images: int = 1) -> str:
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-__all__ = ["IMAGE_MARKER", "build_messages", "build_prompt"]
+def sglang_template_prompt(family: str, question: str) -> str | None:
+    """The same question rendered by SGLang's own conversation template, or None without sglang.
+
+    This is how the original SGLang docs built prompts
+    (``sglang.srt.parser.conversation.chat_templates[...]``); the notebooks
+    print it next to :func:`build_prompt`'s to show that both agree.
+    SGLang's Llama 4 template leaves out ``<|begin_of_text|>``, which its
+    tokenizer adds.
+
+    Example:
+        >>> sglang_template_prompt("qwen2_5_vl", "What's shown here: <image>?")  # doctest: +SKIP
+    """
+    from .families import get_family
+
+    template_name = get_family(family).sglang_chat_template
+    try:
+        from sglang.srt.parser.conversation import chat_templates
+    except ImportError:
+        return None
+    conv = chat_templates[template_name].copy()
+    conv.append_message(conv.roles[0], question.replace(IMAGE_MARKER, conv.image_token))
+    conv.append_message(conv.roles[1], "")
+    return conv.get_prompt()
+
+
+__all__ = ["IMAGE_MARKER", "build_messages", "build_prompt", "sglang_template_prompt"]

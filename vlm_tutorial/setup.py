@@ -19,38 +19,18 @@ Example:
 
 from __future__ import annotations
 
-import importlib.util
+import atexit
 import os
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
+from .engines import BACKENDS, pick_backend
 from .families import ModelFamily, get_family
 
-BACKENDS = ("auto", "sglang", "transformers")
 ENV_PREFIX = "VLM_TUTORIAL_"
 TINY = "tiny"
-
-
-@lru_cache(maxsize=1)
-def sglang_gpu_status() -> tuple[bool, str]:
-    """``(True, why)`` where ``sglang`` is importable and a CUDA GPU is visible, else ``(False, why)``.
-
-    Only looks: nothing is imported from sglang.
-
-    Example:
-        >>> ok, why = sglang_gpu_status()
-        >>> isinstance(why, str)
-        True
-    """
-    if importlib.util.find_spec("sglang") is None:
-        return False, "sglang is not installed"
-    import torch
-
-    if not torch.cuda.is_available():
-        return False, "no CUDA GPU is visible"
-    return True, f"sglang is installed and {torch.cuda.get_device_name(0)} is visible"
 
 
 @dataclass(frozen=True)
@@ -77,6 +57,19 @@ class NotebookSettings:
     def on_sglang(self) -> bool:
         """True when the notebook talks to SGLang (not the CPU reference engine)."""
         return self.backend == "sglang"
+
+    @property
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """Where the client-side vision encoder runs: the GPU in the checkpoint's dtype next to
+        SGLang, else the reference engine's device and dtype (float32 on a CPU), so that
+        precomputed embeddings match what the engine would compute itself."""
+        import torch
+
+        if self.on_sglang:
+            return {"device": "cuda", "dtype": None}
+        if _cuda():
+            return {"device": "cuda", "dtype": None}
+        return {"device": "cpu", "dtype": torch.float32}
 
     def summary(self) -> str:
         """Two lines naming the engine and the model, as the notebooks print them."""
@@ -118,8 +111,7 @@ def resolve_backend(backend: str) -> tuple[str, str]:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend != "auto":
         return backend, "asked for"
-    ok, why = sglang_gpu_status()
-    return ("sglang" if ok else "transformers"), why
+    return pick_backend()
 
 
 def resolve_model_path(
@@ -195,11 +187,45 @@ def notebook_settings(
     return settings
 
 
+_ENGINES = ExitStack()
+_ATEXIT_REGISTERED = False
+
+
+def start_engine(settings: NotebookSettings, **engine_args: Any) -> Any:
+    """Open the engine for a notebook and make sure it is shut down at exit.
+
+    A notebook cannot wrap several cells in one ``with`` block, so this enters
+    :func:`~vlm_tutorial.open_engine` on a module-level stack that
+    :func:`stop_engine` (the notebook's last cell) or interpreter exit closes,
+    also when a cell in between raised.
+
+    Example:
+        >>> engine = start_engine(settings, mem_fraction_static=0.6)  # doctest: +SKIP
+    """
+    global _ATEXIT_REGISTERED
+    from .engines import open_engine
+
+    engine = _ENGINES.enter_context(open_engine(settings.model_path, settings.backend, **engine_args))
+    if not _ATEXIT_REGISTERED:
+        atexit.register(_ENGINES.close)
+        _ATEXIT_REGISTERED = True
+    return engine
+
+
+def stop_engine() -> None:
+    """Shut down every engine :func:`start_engine` opened (safe to call twice).
+
+    Example:
+        >>> stop_engine()
+    """
+    _ENGINES.close()
+
+
 __all__ = [
-    "BACKENDS",
+    "start_engine",
+    "stop_engine",
     "NotebookSettings",
     "notebook_settings",
     "resolve_backend",
     "resolve_model_path",
-    "sglang_gpu_status",
 ]
