@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 from functools import lru_cache
+from itertools import groupby
 
 from tokenizers import (
     AddedToken,
@@ -129,12 +130,12 @@ def build_tokenizer(family: str) -> Tokenizer:
     if name == "qwen2_5_vl":
         tok.normalizer = normalizers.NFC()
     # Added in id order; each is already in the vocabulary, so ids stay put.
-    for _, text, special in special_tokens(name):
-        added = AddedToken(text, special=special, normalized=False, lstrip=False, rstrip=False)
-        if special:
-            tok.add_special_tokens([added])
-        else:
-            tok.add_tokens([added])
+    for special, group in groupby(special_tokens(name), key=lambda entry: entry[2]):
+        added = [
+            AddedToken(text, special=special, normalized=False, lstrip=False, rstrip=False)
+            for _, text, _ in group
+        ]
+        (tok.add_special_tokens if special else tok.add_tokens)(added)
     if name == "llama4":
         bos = "<|begin_of_text|>"
         tok.post_processor = processors.Sequence(
