@@ -1,0 +1,662 @@
+"""Load only the vision part of a VLM checkpoint and turn processor output into image embeddings.
+
+:func:`load_vision_encoder` reads the vision weights, and nothing else, from a
+checkpoint's safetensors: the tower ``visual.*`` of Qwen2.5-VL, or
+``vision_model.*`` plus ``multi_modal_projector.*`` of Llama 4. It opens only
+the shards that hold them (``model.safetensors.index.json`` says which) and
+never builds the language model. The modules are transformers' own classes,
+filled by transformers' own ``from_pretrained``. Any missing or unexpected
+vision key raises :class:`~vlm_tutorial.errors.VisionWeightsError`, where
+transformers alone would fill the gap with random weights and log a warning.
+
+The returned :class:`VisionEncoder` maps a processor output to the tensor that
+SGLang's ``precomputed_embedding`` format wants: one row per image placeholder
+token, ``text_hidden_size`` columns.
+
+For Qwen2.5-VL the encoder runs the tower's blocks itself with the loaded
+weights (``attn="auto"``): windows of equal length go through
+``scaled_dot_product_attention`` as one batch, where transformers 5.12.1 calls
+it once per window. ``attn="reference"`` runs transformers' forward unchanged.
+
+Example:
+    >>> from vlm_tutorial.tiny import tiny_model_path
+    >>> encoder = load_vision_encoder(tiny_model_path("qwen2_5_vl"))  # doctest: +SKIP
+    >>> embedding = encoder(processor(text=prompt, images=image, return_tensors="pt"))  # doctest: +SKIP
+    >>> embedding.shape  # (number of <|image_pad|> tokens, text hidden size)  # doctest: +SKIP
+    torch.Size([16, 64])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import struct
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .errors import EmbeddingShapeError, UnknownModelFamilyError, VisionWeightsError
+from .families import ModelFamily, detect_family
+
+#: Checkpoint key prefixes of the vision weights, per family. Qwen2.5-VL
+#: checkpoints use the hub layout ``visual.*``; ``model.visual.*`` is how the
+#: module names them in memory, accepted too.
+VISION_PREFIXES: dict[str, tuple[str, ...]] = {
+    "qwen2_5_vl": ("visual.", "model.visual."),
+    "llama4": ("vision_model.", "multi_modal_projector."),
+}
+
+#: Values accepted by ``attn``.
+ATTN_MODES = ("auto", "fast", "reference")
+
+_INDEX_FILE = "model.safetensors.index.json"
+_SINGLE_FILE = "model.safetensors"
+_CONFIG_FILE = "config.json"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+}
+
+try:  # at module level, so that tests can replace it
+    from huggingface_hub import hf_hub_download
+except ImportError:  # pragma: no cover - huggingface_hub is a dependency of transformers
+    hf_hub_download = None
+
+
+# --------------------------------------------------------------------------- checkpoint files
+
+
+@dataclass(frozen=True)
+class _VisionFiles:
+    """Where a checkpoint's vision tensors are: key -> shard file name, plus byte counts."""
+
+    folder: Path
+    weight_map: dict[str, str]
+    tensor_bytes: int
+    dtype: torch.dtype
+
+
+def _is_hub_id(model_path: str | os.PathLike) -> bool:
+    text = os.fspath(model_path)
+    return not Path(text).exists() and bool(_REPO_ID.match(text))
+
+
+def _read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file (names, dtypes, offsets); reads no tensor data."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    header.pop("__metadata__", None)
+    return header
+
+
+def _weight_map(folder: Path) -> dict[str, str]:
+    """Map every tensor name of the checkpoint in ``folder`` to the file that holds it."""
+    index = folder / _INDEX_FILE
+    if index.is_file():
+        return dict(json.loads(index.read_text())["weight_map"])
+    single = folder / _SINGLE_FILE
+    if single.is_file():
+        return dict.fromkeys(_read_safetensors_header(single), _SINGLE_FILE)
+    raise VisionWeightsError(
+        f"no safetensors weights in {str(folder)!r}: expected {_INDEX_FILE} or {_SINGLE_FILE}; "
+        "save the model with save_pretrained(..., safe_serialization=True)"
+    )
+
+
+def _vision_keys(weight_map: Mapping[str, str], family: ModelFamily) -> dict[str, str]:
+    prefixes = VISION_PREFIXES[family.name]
+    return {k: v for k, v in weight_map.items() if k.startswith(prefixes)}
+
+
+def _vision_files(folder: Path, family: ModelFamily) -> _VisionFiles:
+    """Find the vision tensors of ``folder`` and read the headers of the shards holding them."""
+    vision_map = _vision_keys(_weight_map(folder), family)
+    if not vision_map:
+        raise VisionWeightsError(
+            f"{str(folder)!r} holds no vision weights: no tensor name starts with "
+            f"{' or '.join(VISION_PREFIXES[family.name])}; is this a text-only export of a "
+            f"{family.name} model?"
+        )
+    tensor_bytes = 0
+    dtypes: Counter[torch.dtype] = Counter()
+    for shard in sorted(set(vision_map.values())):
+        path = folder / shard
+        if not path.is_file():
+            raise VisionWeightsError(
+                f"shard {shard!r} listed in {_INDEX_FILE} for vision weights is missing from "
+                f"{str(folder)!r}; download it again"
+            )
+        header = _read_safetensors_header(path)
+        for key, file in vision_map.items():
+            if file != shard:
+                continue
+            if key not in header:
+                raise VisionWeightsError(
+                    f"{_INDEX_FILE} places vision weight {key!r} in {shard!r}, but that file "
+                    "does not hold it: the index and the shards disagree"
+                )
+            start, end = header[key]["data_offsets"]
+            tensor_bytes += end - start
+            dtype = _SAFETENSORS_DTYPES.get(header[key]["dtype"])
+            if dtype is not None:
+                dtypes[dtype] += end - start
+    dtype = dtypes.most_common(1)[0][0] if dtypes else torch.float32
+    return _VisionFiles(folder, vision_map, tensor_bytes, dtype)
+
+
+def _download_vision_files(repo_id: str, revision: str | None) -> Path:
+    """Download config, index and only the shards holding vision weights; return the local folder."""
+    if hf_hub_download is None:  # pragma: no cover
+        raise ImportError(
+            "downloading from the hub needs huggingface_hub: pip install huggingface_hub"
+        )
+
+    def fetch(filename: str) -> Path:
+        return Path(hf_hub_download(repo_id, filename, revision=revision))
+
+    folder = fetch(_CONFIG_FILE).parent
+    family = detect_family(folder)  # fail on a non-VLM before fetching any weights
+    try:
+        index = fetch(_INDEX_FILE)
+    except Exception as exc:  # a single-file checkpoint has no index
+        if type(exc).__name__ not in {"EntryNotFoundError", "RemoteEntryNotFoundError"}:
+            raise
+        fetch(_SINGLE_FILE)
+        return folder
+    weight_map = json.loads(index.read_text())["weight_map"]
+    for shard in sorted(set(_vision_keys(weight_map, family).values())):
+        fetch(shard)
+    return folder
+
+
+@contextlib.contextmanager
+def _staged_checkpoint(files: _VisionFiles, config_dir: Path) -> Iterator[Path]:
+    """A temporary folder that shows ``from_pretrained`` only the vision shards.
+
+    It holds ``config.json`` and links to the shards with vision weights, with an
+    index listing only the vision keys, so transformers opens no other shard.
+    """
+    with tempfile.TemporaryDirectory(prefix="vision-") as tmp:
+        stage = Path(tmp)
+        os.symlink(config_dir / _CONFIG_FILE, stage / _CONFIG_FILE)
+        for shard in set(files.weight_map.values()):
+            os.symlink(files.folder / shard, stage / shard)
+        if set(files.weight_map.values()) != {_SINGLE_FILE}:
+            index = {"metadata": {}, "weight_map": files.weight_map}
+            (stage / _INDEX_FILE).write_text(json.dumps(index))
+        yield stage
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report; this module checks the keys itself and raises."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _check_keys(found: set[str], expected: set[str], where: str) -> None:
+    """Raise :class:`VisionWeightsError` unless the checkpoint keys equal the module's keys."""
+    missing = sorted(expected - found)
+    unexpected = sorted(found - expected)
+    if not missing and not unexpected:
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} vision weight(s): {', '.join(missing[:8])}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected vision weight(s): {', '.join(unexpected[:8])}")
+    raise VisionWeightsError(
+        f"{where}: {'; '.join(parts)}. The checkpoint does not match the architecture in its "
+        "config.json; refusing to fill the gap with random weights. Re-download or re-export "
+        "the checkpoint."
+    )
+
+
+def _check_loading_info(info: Mapping[str, Any], folder: Path) -> None:
+    """Second line of defence: what ``from_pretrained`` itself reports as not loaded."""
+    problems = {k: sorted(map(str, info.get(k) or ())) for k in ("missing_keys", "mismatched_keys")}
+    if any(problems.values()):
+        raise VisionWeightsError(
+            f"{str(folder)!r}: transformers could not load every vision weight: {problems}"
+        )
+
+
+def _module_keys(cls: type, config: Any) -> set[str]:
+    """State-dict keys of ``cls(config)``, built on the meta device (no memory, no init cost)."""
+    with torch.device("meta"):
+        module = cls(config)
+    return set(module.state_dict())
+
+
+def _strip(key: str, prefixes: tuple[str, ...]) -> str:
+    for prefix in prefixes:
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+# --------------------------------------------------------------------------- fast Qwen2.5-VL tower
+
+
+class _VarlenPlan:
+    """Attention within segments of a packed sequence, batched by segment length.
+
+    ``cu_seqlens`` marks the segments (windows, or whole images). Segments of
+    one length are gathered into a ``[batch, heads, length, head_dim]`` tensor
+    and attended in a single ``scaled_dot_product_attention`` call, without a
+    mask; a single image has at most four window lengths (inner windows, right
+    edge, bottom edge, corner).
+    """
+
+    def __init__(self, cu_seqlens: torch.Tensor, device: torch.device) -> None:
+        bounds = [int(x) for x in cu_seqlens.tolist()]
+        self.total = bounds[-1]
+        by_length: dict[int, list[int]] = {}
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            if end > start:
+                by_length.setdefault(end - start, []).append(start)
+        self.groups: list[tuple[int, torch.Tensor | None]] = []
+        for length, starts in sorted(by_length.items()):
+            if len(starts) * length == self.total:  # one length: the packed sequence is the batch
+                self.groups.append((length, None))
+                continue
+            first = torch.tensor(starts, dtype=torch.long)
+            index = (first[:, None] + torch.arange(length)[None, :]).reshape(-1)
+            self.groups.append((length, index.to(device)))
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
+    ) -> torch.Tensor:
+        """``q, k, v``: ``[tokens, heads, head_dim]`` -> attention output of the same shape."""
+        n, heads, dim = q.shape
+        if len(self.groups) == 1 and self.groups[0][1] is None:
+            length = self.groups[0][0]
+            qb, kb, vb = (
+                t.view(n // length, length, heads, dim).transpose(1, 2) for t in (q, k, v)
+            )
+            out = F.scaled_dot_product_attention(qb, kb, vb, scale=scale)
+            return out.transpose(1, 2).reshape(n, heads, dim)
+        out = torch.empty_like(q)
+        for length, index in self.groups:
+            assert index is not None
+            qb, kb, vb = (
+                t.index_select(0, index).view(-1, length, heads, dim).transpose(1, 2)
+                for t in (q, k, v)
+            )
+            o = F.scaled_dot_product_attention(qb, kb, vb, scale=scale)
+            out.index_copy_(0, index, o.transpose(1, 2).reshape(-1, heads, dim))
+        return out
+
+
+def _qwen_attention(
+    attn: torch.nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, plan: _VarlenPlan
+) -> torch.Tensor:
+    """``Qwen2_5_VLVisionAttention.forward`` with the per-window loop replaced by :class:`_VarlenPlan`."""
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
+
+    n = x.shape[0]
+    q, k, v = attn.qkv(x).reshape(n, 3, attn.num_heads, -1).unbind(1)
+    q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+    out = plan.attend(q, k, v, scale=attn.scaling)
+    return attn.proj(out.reshape(n, -1))
+
+
+def qwen_tower_forward(
+    tower: torch.nn.Module, pixel_values: torch.Tensor, grid_thw: torch.Tensor
+) -> torch.Tensor:
+    """Run a loaded ``Qwen2_5_VisionTransformerPretrainedModel`` with batched window attention.
+
+    Same steps and weights as the tower's own ``forward`` in transformers 5.12.1
+    (patch embedding, window reordering, rotary embedding, blocks, merger); only
+    the attention is batched. Returns the merged embeddings, ``pooler_output``.
+
+    Example:
+        >>> emb = qwen_tower_forward(encoder.tower, pixel_values, image_grid_thw)  # doctest: +SKIP
+    """
+    from transformers.vision_utils import (
+        get_vision_cu_seqlens,
+        get_vision_position_ids,
+        get_vision_window_index,
+    )
+
+    device = pixel_values.device
+    merge = tower.spatial_merge_size
+    unit = tower.spatial_merge_unit
+    position_ids = get_vision_position_ids(grid_thw, merge)
+    cu_seqlens = get_vision_cu_seqlens(grid_thw)
+    window_index, cu_window_seqlens = get_vision_window_index(
+        grid_thw,
+        spatial_merge_size=merge,
+        window_size=tower.window_size,
+        patch_size=tower.patch_size,
+    )
+    window_index = window_index.to(device)
+
+    hidden = tower.patch_embed(pixel_values)
+    n = hidden.shape[0]
+    hidden = hidden.reshape(n // unit, unit, -1)[window_index].reshape(n, -1)
+    rotary = (
+        tower.rotary_pos_emb(position_ids).reshape(n // unit, unit, -1)[window_index].reshape(n, -1)
+    )
+    emb = torch.cat((rotary, rotary), dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+
+    full_plan = _VarlenPlan(cu_seqlens, device)
+    window_plan = _VarlenPlan(cu_window_seqlens, device)
+    full_blocks = set(tower.fullatt_block_indexes)
+    for i, block in enumerate(tower.blocks):
+        plan = full_plan if i in full_blocks else window_plan
+        hidden = hidden + _qwen_attention(block.attn, block.norm1(hidden), cos, sin, plan)
+        hidden = hidden + block.mlp(block.norm2(hidden))
+
+    merged = tower.merger(hidden)
+    return merged[torch.argsort(window_index)]
+
+
+# --------------------------------------------------------------------------- the encoder
+
+
+class VisionEncoder:
+    """A vision tower (plus projector) that turns processor output into image embeddings.
+
+    Call it with what the model's processor returned (``pixel_values``, and
+    ``image_grid_thw`` for Qwen2.5-VL). It returns a ``(num_image_tokens,
+    text_hidden_size)`` tensor on :attr:`device`, in :attr:`dtype`.
+
+    Attributes:
+        family: the :class:`~vlm_tutorial.families.ModelFamily`.
+        device, dtype: where and in which precision the weights live.
+        text_hidden_size: the language model's hidden size (embedding width).
+        image_token_id: the token repeated once per embedding row in ``input_ids``.
+        vision_parameters: number of parameters loaded.
+        files_read: the shard files opened, relative to the checkpoint folder.
+        bytes_read: bytes of vision tensors read from them.
+        shard_bytes: total size of the shard files opened.
+        attn: ``"fast"`` or ``"reference"`` (the attention path in use).
+
+    Example:
+        >>> encoder = load_vision_encoder(path)  # doctest: +SKIP
+        >>> encoder(processor(text=prompt, images=image, return_tensors="pt")).shape  # doctest: +SKIP
+        torch.Size([16, 64])
+    """
+
+    def __init__(
+        self,
+        *,
+        family: ModelFamily,
+        tower: torch.nn.Module,
+        projector: torch.nn.Module | None,
+        text_hidden_size: int,
+        image_token_id: int,
+        attn: str,
+        files_read: list[str],
+        bytes_read: int,
+        shard_bytes: int,
+    ) -> None:
+        self.family = family
+        self.tower = tower
+        self.projector = projector
+        self.text_hidden_size = text_hidden_size
+        self.image_token_id = image_token_id
+        self.attn = attn
+        self.files_read = files_read
+        self.bytes_read = bytes_read
+        self.shard_bytes = shard_bytes
+        modules = [tower] + ([projector] if projector is not None else [])
+        self.vision_parameters = sum(p.numel() for m in modules for p in m.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.tower.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.tower.parameters()).dtype
+
+    def __repr__(self) -> str:
+        return (
+            f"VisionEncoder(family={self.family.name!r}, device={str(self.device)!r}, "
+            f"dtype={self.dtype}, attn={self.attn!r}, vision_parameters={self.vision_parameters})"
+        )
+
+    def __call__(self, processor_output: Mapping[str, Any]) -> torch.Tensor:
+        """Embed the images of ``processor_output``; one row per image placeholder token."""
+        if not isinstance(processor_output, Mapping):
+            raise TypeError(
+                f"expected the processor's output (a BatchFeature or dict with 'pixel_values'), "
+                f"got {type(processor_output).__name__}"
+            )
+        if "pixel_values" not in processor_output:
+            raise ValueError(
+                f"processor output has no 'pixel_values' (keys: {sorted(processor_output)}); "
+                "call the processor with images=..."
+            )
+        pixel_values = torch.as_tensor(processor_output["pixel_values"])
+        pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
+        with torch.inference_mode():
+            if self.family.name == "qwen2_5_vl":
+                embedding = self._qwen(pixel_values, processor_output)
+            else:
+                features = self.tower(pixel_values).last_hidden_state
+                assert self.projector is not None
+                embedding = self.projector(features.flatten(0, -2))
+        self._check_rows(embedding, processor_output)
+        return embedding
+
+    def _qwen(
+        self, pixel_values: torch.Tensor, processor_output: Mapping[str, Any]
+    ) -> torch.Tensor:
+        grid_thw = processor_output.get("image_grid_thw")
+        if grid_thw is None:
+            raise ValueError(
+                "Qwen2.5-VL processor output needs 'image_grid_thw' beside 'pixel_values'; "
+                "pass the processor's whole output"
+            )
+        grid_thw = torch.as_tensor(grid_thw).to(self.device)
+        if self.attn == "fast":
+            return qwen_tower_forward(self.tower, pixel_values, grid_thw)
+        pooled = self.tower(pixel_values, grid_thw=grid_thw).pooler_output
+        return torch.cat(pooled) if isinstance(pooled, (tuple, list)) else pooled
+
+    def _check_rows(self, embedding: torch.Tensor, processor_output: Mapping[str, Any]) -> None:
+        input_ids = processor_output.get("input_ids")
+        if input_ids is None:
+            return
+        expected = int((torch.as_tensor(input_ids) == self.image_token_id).sum())
+        if expected != embedding.shape[0]:
+            raise EmbeddingShapeError(
+                f"the images give {embedding.shape[0]} embedding rows but input_ids holds "
+                f"{expected} {self.family.embedding_token} tokens (id {self.image_token_id}); was "
+                "this processor output made by this checkpoint's processor?"
+            )
+
+
+def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    resolved = getattr(torch, str(dtype).removeprefix("torch."), None)
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise ValueError(f"dtype={dtype!r} is not a floating-point torch dtype; try torch.bfloat16")
+    return resolved
+
+
+def _load_qwen(
+    files: _VisionFiles, stage: Path, config: Any, dtype: torch.dtype
+) -> torch.nn.Module:
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+        Qwen2_5_VisionTransformerPretrainedModel as Tower,
+    )
+
+    prefixes = VISION_PREFIXES["qwen2_5_vl"]
+    found = {_strip(k, prefixes) for k in files.weight_map}
+    _check_keys(found, _module_keys(Tower, config.vision_config), f"{str(files.folder)!r}")
+    with _quiet_transformers():
+        tower, info = Tower.from_pretrained(
+            stage,
+            config=config.vision_config,
+            key_mapping={r"^model\.visual\.": "", r"^visual\.": ""},
+            dtype=dtype,
+            output_loading_info=True,
+        )
+    _check_loading_info(info, files.folder)
+    return tower
+
+
+def _load_llama4(
+    files: _VisionFiles, stage: Path, config: Any, dtype: torch.dtype
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    from safetensors import safe_open
+    from transformers.models.llama4.modeling_llama4 import (
+        Llama4MultiModalProjector,
+        Llama4VisionModel,
+    )
+
+    tower_keys = {k for k in files.weight_map if k.startswith("vision_model.")}
+    proj_keys = {k for k in files.weight_map if k.startswith("multi_modal_projector.")}
+    where = f"{str(files.folder)!r}"
+    _check_keys(
+        {k.removeprefix("vision_model.") for k in tower_keys},
+        _module_keys(Llama4VisionModel, config.vision_config),
+        where,
+    )
+    projector_expected = _module_keys(Llama4MultiModalProjector, config)
+    _check_keys(
+        {k.removeprefix("multi_modal_projector.") for k in proj_keys}, projector_expected, where
+    )
+
+    # Built by from_pretrained directly in ``dtype``: ``.to(dtype=...)`` afterwards
+    # would drop the imaginary part of the complex rotary buffer ``freqs_ci``.
+    with _quiet_transformers():
+        tower, info = Llama4VisionModel.from_pretrained(
+            stage,
+            config=config.vision_config,
+            key_mapping={r"^vision_model\.": ""},
+            dtype=dtype,
+            output_loading_info=True,
+        )
+    _check_loading_info(info, files.folder)
+
+    projector = Llama4MultiModalProjector(config).to(dtype)  # plain Linear layers: safe to cast
+    state = {}
+    by_shard: dict[str, list[str]] = {}
+    for key in sorted(proj_keys):
+        by_shard.setdefault(files.weight_map[key], []).append(key)
+    for shard, keys in by_shard.items():
+        with safe_open(str(files.folder / shard), framework="pt") as f:
+            for key in keys:
+                state[key.removeprefix("multi_modal_projector.")] = f.get_tensor(key).to(dtype)
+    projector.load_state_dict(state, strict=True)
+    projector.eval()
+    return tower, projector
+
+
+def load_vision_encoder(
+    model_path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    *,
+    attn: str = "auto",
+    revision: str | None = None,
+) -> VisionEncoder:
+    """Load only the vision weights of a Qwen2.5-VL or Llama 4 checkpoint.
+
+    Args:
+        model_path: a checkpoint folder, or a hub id (then only ``config.json``,
+            the index and the shards holding vision weights are downloaded).
+        device: where to put the weights (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        dtype: weight dtype; ``None`` keeps the checkpoint's.
+        attn: ``"auto"`` (batched window attention for Qwen2.5-VL, transformers'
+            forward for Llama 4), ``"fast"`` (Qwen2.5-VL only) or ``"reference"``
+            (transformers' forward unchanged).
+        revision: hub revision, for hub ids.
+
+    Raises:
+        UnknownModelFamilyError: not a Qwen2.5-VL or Llama 4 checkpoint.
+        VisionWeightsError: vision weights missing, incomplete or unexpected.
+
+    Example:
+        >>> encoder = load_vision_encoder("Qwen/Qwen2.5-VL-3B-Instruct", device="cuda")  # doctest: +SKIP
+        >>> encoder.files_read  # doctest: +SKIP
+        ['model-00001-of-00002.safetensors']
+    """
+    from transformers import AutoConfig
+
+    if attn not in ATTN_MODES:
+        raise ValueError(f"attn={attn!r} is not one of {ATTN_MODES}")
+    target_dtype = _resolve_dtype(dtype)
+    device = torch.device(device)
+
+    if _is_hub_id(model_path):
+        folder = _download_vision_files(os.fspath(model_path), revision)
+    else:
+        folder = Path(model_path)
+        if not (folder / _CONFIG_FILE).is_file():
+            raise UnknownModelFamilyError(
+                f"{os.fspath(model_path)!r} is not a checkpoint folder (no config.json there) nor a "
+                "hub id like 'Qwen/Qwen2.5-VL-3B-Instruct'; pass a folder written by save_pretrained"
+            )
+    family = detect_family(folder)
+    if attn == "fast" and family.name != "qwen2_5_vl":
+        raise ValueError(
+            f"attn='fast' exists for Qwen2.5-VL only, not {family.name}; use attn='auto'"
+        )
+    mode = "fast" if family.name == "qwen2_5_vl" and attn in ("auto", "fast") else "reference"
+
+    files = _vision_files(folder, family)
+    load_dtype = target_dtype or files.dtype
+    config = AutoConfig.from_pretrained(folder)
+    shards = sorted(set(files.weight_map.values()))
+    with _staged_checkpoint(files, folder) as stage:
+        if family.name == "qwen2_5_vl":
+            tower = _load_qwen(files, stage, config, load_dtype)
+            projector = None
+            image_token_id = config.image_token_id
+        else:
+            tower, projector = _load_llama4(files, stage, config, load_dtype)
+            image_token_id = config.image_token_index
+    # Move only the device: the dtype is already right (see _load_llama4).
+    tower.to(device=device).eval()
+    if projector is not None:
+        projector.to(device=device)
+    return VisionEncoder(
+        family=family,
+        tower=tower,
+        projector=projector,
+        text_hidden_size=config.text_config.hidden_size,
+        image_token_id=image_token_id,
+        attn=mode,
+        files_read=shards,
+        bytes_read=files.tensor_bytes,
+        shard_bytes=sum((folder / s).stat().st_size for s in shards),
+    )
+
+
+__all__ = [
+    "ATTN_MODES",
+    "VISION_PREFIXES",
+    "VisionEncoder",
+    "load_vision_encoder",
+    "qwen_tower_forward",
+]
