@@ -68,7 +68,10 @@ def run_processor(processor: Any, prompt: str, images: Any, **processor_kwargs: 
     """Load ``images`` and run the Hugging Face ``processor`` on them with ``prompt``.
 
     Extra keyword arguments go to the processor call, e.g. ``min_pixels`` /
-    ``max_pixels`` for Qwen2.5-VL's image processor.
+    ``max_pixels`` for Qwen2.5-VL's image processor. As SGLang does, a prompt
+    that already starts with the tokenizer's BOS token (Llama 4's chat
+    template writes ``<|begin_of_text|>``) is tokenized without adding a
+    second one.
 
     Example:
         >>> inputs = run_processor(processor, prompt, [example_image()])  # doctest: +SKIP
@@ -81,6 +84,9 @@ def run_processor(processor: Any, prompt: str, images: Any, **processor_kwargs: 
         )
     loaded = [load_image(i) for i in _as_list(images)]
     validate_image_data(loaded, prompt=prompt)
+    bos = getattr(getattr(processor, "tokenizer", processor), "bos_token", None)
+    if bos and prompt.startswith(bos):
+        processor_kwargs.setdefault("add_special_tokens", False)
     return processor(text=[prompt], images=loaded, return_tensors="pt", **processor_kwargs)
 
 
@@ -201,28 +207,34 @@ def precomputed_embedding_request(
 def describe_request(request: Request) -> dict[str, Any]:
     """Shapes and sizes of a request, for printing in a notebook.
 
+    ``tensor_bytes`` adds up the tensors in ``image_data``: what SGLang
+    ships between its processes besides the token ids.
+
     Example:
         >>> describe_request({"prompt": "<|image|>hi", "image_data": ["a.png"]})
-        {'prompt_chars': 11, 'image_data': ['str']}
+        {'prompt_chars': 11, 'image_data': ['str'], 'tensor_bytes': 0}
     """
     info: dict[str, Any] = {}
     if "prompt" in request:
         info["prompt_chars"] = len(request["prompt"])
     if "input_ids" in request:
         info["input_ids_len"] = len(request["input_ids"])
-    items = []
+    items: list[Any] = []
+    nbytes = 0
     for item in request.get("image_data", []):
-        if isinstance(item, dict):
-            items.append(
-                {
-                    k: (tuple(v.shape) if hasattr(v, "shape") else v)
-                    for k, v in item.items()
-                    if k not in ("input_ids", "attention_mask")
-                }
-            )
-        else:
+        if not isinstance(item, dict):
             items.append(type(item).__name__)
+            continue
+        shown = {}
+        for key, value in item.items():
+            if hasattr(value, "shape"):
+                nbytes += value.numel() * value.element_size() if hasattr(value, "numel") else 0
+            if key in ("input_ids", "attention_mask"):
+                continue
+            shown[key] = tuple(value.shape) if hasattr(value, "shape") else value
+        items.append(shown)
     info["image_data"] = items
+    info["tensor_bytes"] = nbytes
     return info
 
 

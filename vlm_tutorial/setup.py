@@ -24,6 +24,7 @@ import os
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .engines import BACKENDS, pick_backend
@@ -57,6 +58,12 @@ class NotebookSettings:
     def on_sglang(self) -> bool:
         """True when the notebook talks to SGLang (not the CPU reference engine)."""
         return self.backend == "sglang"
+
+    @property
+    def formats_must_agree(self) -> bool:
+        """True where the three formats must give identical greedy tokens: on the reference
+        engine (one set of kernels) and on the tiny models (checked on SGLang too)."""
+        return self.is_tiny or not self.on_sglang
 
     @property
     def encoder_kwargs(self) -> dict[str, Any]:
@@ -138,13 +145,8 @@ def resolve_model_path(
 
 
 def _is_tiny_folder(path: str) -> bool:
-    import json
-    from pathlib import Path
-
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        return False
-    return bool(json.loads(config.read_text()).get("vlm_tutorial_tiny", False))
+    """True for a folder written by :mod:`vlm_tutorial.tiny` (it leaves a ``tiny_model.json``)."""
+    return (Path(path) / "tiny_model.json").is_file()
 
 
 def notebook_settings(
