@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "merge_engine_args": "engines",
     # tiny models
     "build_tiny_model": "tiny",
+    "tiny_model_path": "tiny",
     # notebook set-up
     "resolve_model_path": "setup",
     "notebook_settings": "setup",
