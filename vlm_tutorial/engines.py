@@ -371,17 +371,15 @@ class ReferenceEngine:
         self.dtype = self.model.dtype
         config = self.model.config
         self.hidden_size = int(config.get_text_config().hidden_size)
-        # Qwen2.5-VL: image_token_id (<|image_pad|>); Llama 4: image_token_index (<|patch|>).
-        self.image_token_id = int(
-            getattr(config, "image_token_index", None) or config.image_token_id
-        )
+        # The embedding placeholder: Qwen2.5-VL's <|image_pad|>; Llama 4's <|patch|>
+        # (config.image_token_index, aliased as image_token_id), not <|image|>.
+        self.image_token_id = int(config.image_token_id)
         self.eos_token_ids = self._collect_eos_ids()
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad) if pad is not None else min(self.eos_token_ids, default=0)
         # Sampling comes from each request only, as in SGLang's native generate.
-        self.model.generation_config = GenerationConfig(
-            eos_token_id=sorted(self.eos_token_ids), pad_token_id=self.pad_token_id
-        )
+        # (no eos here either: ignore_eos must be able to switch stopping off).
+        self.model.generation_config = GenerationConfig(pad_token_id=self.pad_token_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -563,12 +561,14 @@ class ReferenceEngine:
         if prompt is None:  # input_ids with raw images: SGLang decodes the ids back to text
             prompt = self.tokenizer.decode(req["input_ids"])
         if items:
-            from .images import load_image
+            # The same processor call as the request builders' (one BOS token).
+            from .requests import run_processor
 
-            images = [load_image(item) for item in items]
-            inputs = self.processor(text=[prompt], images=images, return_tensors="pt")
+            inputs = run_processor(self.processor, prompt, items)
         else:
-            inputs = self.processor(text=[prompt], return_tensors="pt")
+            bos = self.tokenizer.bos_token
+            kwargs = {"add_special_tokens": False} if bos and prompt.startswith(bos) else {}
+            inputs = self.processor(text=[prompt], return_tensors="pt", **kwargs)
         out: dict[str, Any] = {"input_ids": inputs["input_ids"]}
         if "pixel_values" in inputs:
             out["pixel_values"] = inputs["pixel_values"].to(self.dtype)
@@ -618,16 +618,26 @@ class ReferenceEngine:
         p = {**SGLANG_SAMPLING_DEFAULTS, **params}
         temperature = p["temperature"]
         greedy = temperature is None or float(temperature) < _GREEDY_EPS
-        stop_ids: set[int] = set() if p.get("ignore_eos") else set(self.eos_token_ids)
-        stop_ids.update(int(i) for i in p.get("stop_token_ids") or [])
+        # As in SGLang, ignore_eos switches off every stop token, stop_token_ids included.
+        stop_ids: set[int] = set()
+        if not p.get("ignore_eos"):
+            stop_ids = set(self.eos_token_ids) | {int(i) for i in p.get("stop_token_ids") or []}
         top_k = int(p["top_k"])
+        # Greedy: leave the sampling knobs unset (transformers warns about them otherwise).
+        sampling = (
+            {}
+            if greedy
+            else {
+                "temperature": float(temperature),
+                "top_p": float(p["top_p"]),
+                "top_k": 0 if top_k < 0 else top_k,  # 0 switches top-k off
+            }
+        )
         return (
             GenerationConfig(
                 max_new_tokens=int(p["max_new_tokens"]),
                 do_sample=not greedy,
-                temperature=1.0 if greedy else float(temperature),
-                top_p=1.0 if greedy else float(p["top_p"]),
-                top_k=0 if greedy or top_k < 0 else top_k,
+                **sampling,
                 repetition_penalty=1.0,
                 num_beams=1,
                 eos_token_id=sorted(stop_ids) or None,
