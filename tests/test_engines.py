@@ -327,6 +327,28 @@ def test_raw_images_of_every_kind_give_the_same_ids(case, tmp_path):
         assert out["output_ids"] == expected
 
 
+def test_processor_output_as_plain_lists_gives_the_same_ids(case):
+    request = case.requests[0]["processor_output"]
+    as_lists = {
+        k: (v.tolist() if isinstance(v, torch.Tensor) else v)
+        for k, v in request["image_data"][0].items()
+    }
+    assert not any(isinstance(v, torch.Tensor) for v in as_lists.values())
+    out = case.engine.generate(
+        input_ids=request["input_ids"], image_data=[as_lists], sampling_params=GREEDY
+    )
+    assert out["output_ids"] == case.outputs["processor_output"]["output_ids"]
+
+
+def test_input_ids_with_raw_images_are_decoded_back_to_the_prompt(case):
+    """SGLang's path for unexpanded input_ids plus raw images: decode, then process."""
+    # the chat template already writes Llama 4's BOS token
+    ids = case.processor.tokenizer(case.prompts[0], add_special_tokens=False).input_ids
+    out = case.engine.generate(input_ids=ids, image_data=[case.images[0]], sampling_params=GREEDY)
+    assert out["output_ids"] == case.outputs["raw"]["output_ids"]
+    assert out["meta_info"]["prompt_tokens"] == case.expanded_len
+
+
 @pytest.fixture
 def no_generation(case, monkeypatch):
     """Fail the test if the model generates anything."""
