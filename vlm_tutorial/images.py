@@ -1,0 +1,601 @@
+"""Load images from every form SGLang accepts, and draw a built-in example image.
+
+:func:`load_image` turns a PIL image, a file path, an ``http(s)://`` URL, raw
+bytes, a base64 string or a ``data:image/...;base64,`` URL into an RGB
+``PIL.Image.Image``. It ends the way ``transformers.image_utils.load_image``
+does (``ImageOps.exif_transpose``, then RGB) and adds what that function
+lacks:
+
+* an existing file wins, and a string that looks like a path but names no
+  file fails with ``file not found: <path>`` instead of a base64 error;
+* base64 is decoded strictly (``validate=True``), so junk text is an error;
+* downloads have a finite timeout, a size cap enforced while reading, and
+  their HTTP status is checked;
+* the image is decoded inside the error handling (``Image.load()``), so a
+  truncated file fails here rather than later inside a processor;
+* transparency is composited on white and 16-bit images are scaled to
+  8 bits, where a plain ``convert("RGB")`` drops alpha and clips to white.
+
+Errors come from :mod:`vlm_tutorial.errors`: :class:`ImageLoadError`
+(an ``OSError``: nothing could be read), :class:`ImageDecodeError` (a
+``ValueError``: bytes were read but are not an image) and
+:class:`UnsupportedImageSourceError` (a ``TypeError``: an unaccepted kind of
+input).
+
+The other helpers produce the raw forms that ``Engine.generate(image_data=...)``
+takes: :func:`image_to_bytes`, :func:`image_to_base64`,
+:func:`image_to_data_url`, :func:`save_example_image` (an absolute path) and
+:func:`serve_images` (a URL served from 127.0.0.1, so no internet is needed).
+
+Example:
+    >>> from vlm_tutorial.images import example_image, image_to_data_url, load_image
+    >>> image = example_image()
+    >>> image.size, image.mode
+    ((448, 336), 'RGB')
+    >>> load_image(image_to_data_url(image)).tobytes() == image.tobytes()
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import functools
+import http.client
+import io
+import ipaddress
+import math
+import os
+import re
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+from .errors import ImageDecodeError, ImageLoadError, UnsupportedImageSourceError
+
+ImageSource: TypeAlias = Image.Image | str | os.PathLike | bytes | bytearray | memoryview
+"""Everything :func:`load_image` accepts."""
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds a download may take in all (connecting, waiting and reading)."""
+
+DEFAULT_MAX_BYTES = 50 * 2**20
+"""Largest encoded image, in bytes, read from a file or URL (50 MiB)."""
+
+EXAMPLE_IMAGE_SIZE = (448, 336)
+"""Default ``(width, height)`` of :func:`example_image`.
+
+Both sides are multiples of 28 and 112, so Qwen2.5-VL keeps the size as it is
+(a 24 x 32 patch grid, 192 image tokens).
+"""
+
+ACCEPTED_KINDS = (
+    "a PIL.Image.Image, "
+    "a file path (str or pathlib.Path), "
+    "an http:// or https:// URL, "
+    "raw bytes (bytes, bytearray or memoryview), "
+    "a base64 string, "
+    "or a data:image/...;base64, URL"
+)
+
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]*")
+_FILE_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")
+# How the base64 of PNG, JPEG, GIF, WebP and TIFF files begins.
+_BASE64_IMAGE_STARTS = ("iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR", "SUkqA", "TU0AK")
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_WHITE = (255, 255, 255)
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+_CHUNK = 64 * 1024
+
+
+def load_image(
+    source: ImageSource,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Image.Image:
+    """Load ``source`` as a new, fully decoded RGB ``PIL.Image.Image``.
+
+    Strings are tried in this order: ``http(s)://`` URL, ``data:`` URL,
+    ``file://`` URL, existing file, something that looks like a path (then
+    ``file not found``), strict base64. EXIF orientation is applied.
+    Transparent pixels (RGBA, LA, PA, and P/L/RGB with a transparency key)
+    are composited on white; 16-bit images are scaled to 8 bits; every other
+    mode (L, P, 1, CMYK, YCbCr, ...) goes through ``convert("RGB")``.
+
+    SGLang's own loader does ``convert("RGB")`` without EXIF rotation or a
+    white background. To send identical pixels in every request format, load
+    once with this function and pass the resulting image (or its bytes).
+
+    Args:
+        source: a PIL image, a path, an ``http(s)://`` URL, raw bytes, a base64
+            string or a ``data:image/...;base64,`` URL.
+        timeout: seconds a download may take in all; finite and positive.
+        max_bytes: largest encoded image accepted from a file or URL.
+
+    Returns:
+        A new RGB image; ``source`` itself is left unchanged.
+
+    Raises:
+        ImageLoadError: missing file, unreachable URL, HTTP error status,
+            timeout, or more than ``max_bytes``.
+        ImageDecodeError: corrupt or truncated data, a non-image file, or
+            text that is neither an existing path nor valid base64.
+        UnsupportedImageSourceError: ``source`` is of another kind.
+
+    Example:
+        >>> from vlm_tutorial.images import example_image, image_to_base64
+        >>> image = load_image(image_to_base64(example_image((64, 48))))
+        >>> image.mode, image.size
+        ('RGB', (64, 48))
+    """
+    _check_limits(timeout, max_bytes)
+    if isinstance(source, Image.Image):
+        return _finish(source, "the PIL image")
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        return _decode(data, f"the raw image data ({type(source).__name__}, {len(data)} bytes)")
+    if isinstance(source, os.PathLike):
+        path = os.fsdecode(os.fspath(source))
+        return _decode(*_read_file(path, max_bytes))
+    if isinstance(source, str):
+        return _load_string(source, timeout=timeout, max_bytes=max_bytes)
+    hint = (
+        " To load several images, call load_image on each one."
+        if isinstance(source, list | tuple)
+        else ""
+    )
+    raise UnsupportedImageSourceError(
+        f"cannot load an image from {type(source).__name__} {_short(source)}.{hint} "
+        f"Pass one of: {ACCEPTED_KINDS}."
+    )
+
+
+def _check_limits(timeout: float, max_bytes: int) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be finite and > 0 seconds, got {timeout!r}; try 10.0")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+        raise TypeError(f"max_bytes must be an int, got {max_bytes!r}")
+    if max_bytes <= 0:
+        raise ValueError(f"max_bytes must be > 0, got {max_bytes!r}; try 50 * 2**20")
+
+
+def _load_string(text: str, *, timeout: float, max_bytes: int) -> Image.Image:
+    stripped = text.strip()
+    if not stripped:
+        raise ImageDecodeError(
+            f"the image source is an empty string ({text!r}). Pass a path, a URL or base64 text."
+        )
+    scheme_match = _URL_SCHEME.match(stripped)
+    scheme = scheme_match.group(1).lower() if scheme_match else ""
+    if scheme in ("http", "https"):
+        return _decode(*_fetch_url(stripped, timeout=timeout, max_bytes=max_bytes))
+    if stripped[:5].lower() == "data:":
+        return _decode_data_url(stripped)
+    if scheme == "file":
+        path = urllib.request.url2pathname(urllib.parse.urlparse(stripped).path)
+        return _decode(*_read_file(path, max_bytes))
+    if scheme:
+        raise UnsupportedImageSourceError(
+            f"cannot load an image from {_short(text)}: the {scheme}:// scheme is not supported. "
+            f"Download it first and pass its path, or pass one of: {ACCEPTED_KINDS}."
+        )
+    path = os.path.expanduser(text)
+    if os.path.isfile(path) or os.path.isdir(path) or _looks_like_path(stripped):
+        return _decode(*_read_file(path, max_bytes))
+    return _decode_base64(stripped)
+
+
+def _looks_like_path(text: str) -> bool:
+    """True for text that reads like a file name or path rather than base64.
+
+    Text that starts like the base64 of a PNG, JPEG, GIF, WebP or TIFF file,
+    or is longer than any path can be (4096 characters), is base64. A file
+    suffix (``cat.jpg``) marks a path, as ``.`` is not a base64 character.
+    Separators count only beside non-base64 characters, since ``/`` is one
+    (a JPEG's base64 starts with ``/9j/``).
+    """
+    if text.startswith(_BASE64_IMAGE_STARTS) or len(text) > 4096:
+        return False
+    if text.startswith(("~", "./", "../", ".\\", "..\\")) or _FILE_SUFFIX.search(text):
+        return True
+    has_separator = "/" in text or "\\" in text
+    return has_separator and not _BASE64_TEXT.fullmatch(text)
+
+
+def _read_file(path: str, max_bytes: int) -> tuple[bytes, str]:
+    shown = repr(path)
+    if os.path.isdir(path):
+        raise ImageLoadError(f"{shown} is a directory, not an image file. Pass the path of a file.")
+    if not os.path.isfile(path):
+        raise ImageLoadError(
+            f"file not found: {_clip(path)} (absolute: {_clip(os.path.abspath(path))}). "
+            "Check the spelling and the working directory "
+            f"({os.getcwd()}), or pass an absolute path."
+        )
+    try:
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise ImageLoadError(_too_large(f"file {shown}", size, max_bytes))
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except ImageLoadError:
+        raise
+    except OSError as exc:
+        raise ImageLoadError(f"cannot read file {shown}: {exc}. Check its permissions.") from exc
+    if len(data) > max_bytes:
+        raise ImageLoadError(_too_large(f"file {shown}", len(data), max_bytes))
+    return data, f"file {shown}"
+
+
+def _too_large(what: str, size: int, max_bytes: int) -> str:
+    return (
+        f"{what} holds more than max_bytes={max_bytes} bytes ({size} read or announced). "
+        "Pass a larger max_bytes, or shrink the image first."
+    )
+
+
+def _fetch_url(url: str, *, timeout: float, max_bytes: int) -> tuple[bytes, str]:
+    """Download ``url`` within ``timeout`` seconds in all, reading at most ``max_bytes``."""
+    deadline = time.monotonic() + timeout
+    offline_fix = (
+        "Check the URL; on a machine without internet, download the image "
+        "elsewhere and pass its path, bytes or base64 instead."
+    )
+    try:
+        request = urllib.request.Request(
+            url, headers={"User-Agent": "vlm-tutorial", "Accept": "image/*,*/*;q=0.5"}
+        )
+        # A proxy cannot reach this machine's loopback interface: talk to it directly.
+        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(url) else []
+        opener = urllib.request.build_opener(*handlers)
+        with opener.open(request, timeout=timeout) as response:
+            content_type = response.headers.get("Content-Type", "unknown")
+            announced = response.headers.get("Content-Length")
+            if announced and announced.isdigit() and int(announced) > max_bytes:
+                raise ImageLoadError(_too_large(f"URL {url}", int(announced), max_bytes))
+            chunks: list[bytes] = []
+            received = 0
+            while chunk := response.read(_CHUNK):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise ImageLoadError(_too_large(f"URL {url}", received, max_bytes))
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                chunks.append(chunk)
+    except ImageLoadError:
+        raise
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise ImageLoadError(
+            f"HTTP error {exc.code} ({exc.reason}) while downloading {url}. {offline_fix}"
+        ) from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, TimeoutError):
+            detail = f"timed out after timeout={timeout} seconds"
+        elif isinstance(exc, urllib.error.URLError):
+            detail = f"could not be reached ({str(reason) or type(reason).__name__})"
+        elif isinstance(exc, ValueError):
+            detail = f"is not a valid URL ({exc})"
+        else:
+            detail = f"failed during the download ({type(exc).__name__}: {exc})"
+        raise ImageLoadError(f"URL {_clip(url)} {detail}. {offline_fix}") from exc
+    return b"".join(chunks), f"the body of URL {url} (Content-Type: {content_type})"
+
+
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _decode_data_url(url: str) -> Image.Image:
+    header, comma, payload = url.partition(",")
+    if not comma or not header.lower().endswith(";base64"):
+        raise ImageDecodeError(
+            f"data URL {_short(url)} is not base64-encoded. "
+            "Expected 'data:image/<type>;base64,<base64 text>', as image_to_data_url() writes."
+        )
+    try:
+        data = _strict_b64decode(payload)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageDecodeError(
+            f"the data URL {_short(url)} holds invalid base64 after the comma ({exc}). "
+            "Rebuild it with image_to_data_url(image)."
+        ) from exc
+    return _decode(data, f"the base64 of data URL {_short(url)}")
+
+
+def _decode_base64(text: str) -> Image.Image:
+    try:
+        data = _strict_b64decode(text)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageDecodeError(
+            f"the string {_short(text)} is not an existing file, an http(s) URL, "
+            f"nor valid base64 ({exc}). Pass an existing path, an http(s) URL, or the "
+            "base64 text of a PNG/JPEG/WebP file (image_to_base64(image) writes one)."
+        ) from exc
+    return _decode(data, f"the string {_short(text)} (no such file; decoded as base64)")
+
+
+def _strict_b64decode(text: str) -> bytes:
+    compact = "".join(text.split())  # line breaks of MIME-wrapped base64 are fine
+    return base64.b64decode(compact, validate=True)
+
+
+def _decode(data: bytes, origin: str) -> Image.Image:
+    """Open, fully decode and normalise encoded image bytes."""
+    if not data:
+        raise ImageDecodeError(f"{origin} is empty (0 bytes). Pass the bytes of an image file.")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.UnidentifiedImageError as exc:
+        raise ImageDecodeError(
+            f"{origin} is not an image PIL can read (first bytes: {data[:16]!r}). "
+            "Pass a PNG, JPEG, WebP, GIF, BMP or TIFF image."
+        ) from exc
+    except Exception as exc:  # PIL raises many types for corrupt headers
+        raise _corrupt(origin, exc, data) from exc
+    return _finish(image, origin, data)
+
+
+def _finish(image: Image.Image, origin: str, data: bytes | None = None) -> Image.Image:
+    """Decode pixels, apply EXIF orientation and convert to RGB, all inside error handling."""
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except Exception as exc:  # truncated data surfaces here, as OSError, SyntaxError, ...
+        raise _corrupt(origin, exc, data) from exc
+
+
+def _corrupt(origin: str, exc: Exception, data: bytes | None = None) -> ImageDecodeError:
+    head = "" if data is None else f" (first bytes: {data[:16]!r})"
+    return ImageDecodeError(
+        f"{origin}{head} could not be decoded as an image: {type(exc).__name__}: {exc}. "
+        "The data is truncated or corrupt: re-download or re-save the image (PNG or JPEG)."
+    )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Return a new RGB copy: alpha composited on white, 16-bit scaled to 8-bit."""
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
+        pixels = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8
+        image = Image.fromarray(pixels.astype(np.uint8))  # 2-D uint8: mode L
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A repr of ``value`` cut to ``limit`` characters, with the full length when cut."""
+    if isinstance(value, memoryview):
+        value = value.tobytes()
+    if isinstance(value, str):
+        size = f"{len(value)} characters"
+    elif isinstance(value, bytes | bytearray):
+        size = f"{len(value)} bytes"
+    elif isinstance(value, list | tuple | dict | set):
+        size = f"{len(value)} items"
+    else:
+        size = "truncated"
+    return _clip(repr(value), limit, size)
+
+
+def _clip(text: str, limit: int = 200, size: str = "") -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...({size or f'{len(text)} characters'})"
+
+
+def example_image(size: tuple[int, int] = EXAMPLE_IMAGE_SIZE) -> Image.Image:
+    """Draw the package's example picture: a red house, a tree and the sun on a meadow.
+
+    It is drawn with PIL at call time (no file ships with the package) and
+    is identical on every call. The scene is simple enough for a real
+    vision-language model to describe: blue sky, a yellow sun, a white cloud,
+    green grass, a red house with a dark roof, a brown door and two windows,
+    and a tree with a brown trunk.
+
+    Args:
+        size: ``(width, height)`` in pixels, each at least 32. The drawing
+            scales with it.
+
+    Returns:
+        A new RGB image.
+
+    Example:
+        >>> image = example_image()
+        >>> image.size
+        (448, 336)
+        >>> image.getpixel((10, 10))  # sky
+        (135, 206, 235)
+    """
+    if (
+        not isinstance(size, tuple | list)
+        or len(size) != 2
+        or not all(isinstance(side, int) and not isinstance(side, bool) for side in size)
+        or min(size) < 32
+    ):
+        raise ValueError(
+            f"size must be (width, height), two ints of at least 32, got {size!r}; "
+            f"for example {EXAMPLE_IMAGE_SIZE}"
+        )
+    width, height = size
+    image = Image.new("RGB", (width, height), (135, 206, 235))  # sky blue
+    draw = ImageDraw.Draw(image)
+
+    def box(x0: float, y0: float, x1: float, y1: float) -> tuple[int, int, int, int]:
+        return (round(x0 * width), round(y0 * height), round(x1 * width), round(y1 * height))
+
+    def point(x: float, y: float) -> tuple[int, int]:
+        return (round(x * width), round(y * height))
+
+    draw.rectangle(box(0, 0.68, 1, 1), fill=(76, 175, 80))  # grass
+    # Sun with rays, top right.
+    center, radius = point(0.86, 0.17), 0.08 * min(width, height)
+    for step in range(8):
+        angle = step * math.pi / 4
+        inner = (
+            center[0] + 1.3 * radius * math.cos(angle),
+            center[1] + 1.3 * radius * math.sin(angle),
+        )
+        outer = (
+            center[0] + 1.8 * radius * math.cos(angle),
+            center[1] + 1.8 * radius * math.sin(angle),
+        )
+        draw.line([inner, outer], fill=(255, 200, 0), width=max(1, round(radius / 5)))
+    draw.ellipse(
+        (center[0] - radius, center[1] - radius, center[0] + radius, center[1] + radius),
+        fill=(255, 221, 0),
+    )
+    # Cloud, top left.
+    for x0, y0, x1, y1 in (
+        (0.08, 0.12, 0.2, 0.24),
+        (0.14, 0.07, 0.28, 0.24),
+        (0.22, 0.12, 0.34, 0.24),
+    ):
+        draw.ellipse(box(x0, y0, x1, y1), fill=_WHITE)
+    # House: red walls, dark roof, brown door, two light-blue windows.
+    draw.rectangle(box(0.2, 0.45, 0.56, 0.82), fill=(200, 30, 30))
+    draw.polygon([point(0.16, 0.46), point(0.38, 0.24), point(0.6, 0.46)], fill=(90, 40, 30))
+    draw.rectangle(box(0.34, 0.62, 0.42, 0.82), fill=(110, 60, 20))
+    draw.ellipse(box(0.395, 0.71, 0.41, 0.73), fill=(240, 200, 60))  # door knob
+    for left in (0.24, 0.46):
+        draw.rectangle(box(left, 0.53, left + 0.07, 0.63), fill=_WHITE)
+        draw.rectangle(box(left + 0.008, 0.54, left + 0.062, 0.62), fill=(170, 220, 255))
+    # Tree: brown trunk, dark green crown, right of the house.
+    draw.rectangle(box(0.74, 0.5, 0.79, 0.84), fill=(120, 72, 30))
+    draw.ellipse(box(0.66, 0.28, 0.87, 0.6), fill=(20, 110, 40))
+    return image
+
+
+def save_example_image(path: str | os.PathLike, size: tuple[int, int] = EXAMPLE_IMAGE_SIZE) -> Path:
+    """Write :func:`example_image` to ``path`` and return its absolute path.
+
+    The format follows the suffix (``.png``, ``.jpg``, ...); missing parent
+    folders are created. The path is absolute because SGLang 0.5.17 reads
+    only absolute paths (or ``file://`` URLs) as files: a relative path is
+    mistaken for base64.
+
+    Example:
+        >>> import tempfile
+        >>> path = save_example_image(Path(tempfile.mkdtemp()) / "house.png")
+        >>> path.is_absolute(), load_image(path).size
+        (True, (448, 336))
+    """
+    target = Path(path).expanduser().resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    example_image(size).save(target)
+    return target
+
+
+def image_to_bytes(image: ImageSource, format: str = "PNG") -> bytes:
+    """Encode ``image`` (anything :func:`load_image` accepts) as image-file bytes.
+
+    Example:
+        >>> image_to_bytes(example_image((64, 48)))[:4]
+        b'\\x89PNG'
+    """
+    buffer = io.BytesIO()
+    load_image(image).save(buffer, format=format)
+    return buffer.getvalue()
+
+
+def image_to_base64(image: ImageSource, format: str = "PNG") -> str:
+    """Encode ``image`` as base64 text of a ``format`` file (the form SGLang decodes).
+
+    Example:
+        >>> image_to_base64(example_image((64, 48)), format="JPEG")[:4]
+        '/9j/'
+    """
+    return base64.b64encode(image_to_bytes(image, format)).decode("ascii")
+
+
+def image_to_data_url(image: ImageSource, format: str = "PNG") -> str:
+    """Encode ``image`` as a ``data:image/<type>;base64,...`` URL.
+
+    Example:
+        >>> image_to_data_url(example_image((64, 48)))[:22]
+        'data:image/png;base64,'
+    """
+    mime = Image.MIME.get(format.upper(), f"image/{format.lower()}")
+    return f"data:{mime};base64,{image_to_base64(image, format)}"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    """Serves files from one folder without logging each request to stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_images(directory: str | os.PathLike) -> Iterator[str]:
+    """Serve ``directory`` over HTTP on 127.0.0.1 and yield its base URL.
+
+    The server picks a free port, runs in a daemon thread and is shut down
+    when the ``with`` block ends. Use it to show the URL form of an image on
+    a machine without internet. Only this machine can connect.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = save_example_image(folder / "house.png")
+        >>> with serve_images(folder) as base_url:
+        ...     load_image(f"{base_url}/house.png").size
+        (448, 336)
+    """
+    folder = Path(directory).expanduser().resolve()
+    if not folder.is_dir():
+        raise NotADirectoryError(
+            f"serve_images needs an existing folder, got {os.fspath(directory)!r} "
+            f"(resolved to {folder}). Create it first or pass another folder."
+        )
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="serve_images", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+__all__ = [
+    "ACCEPTED_KINDS",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_TIMEOUT",
+    "EXAMPLE_IMAGE_SIZE",
+    "ImageSource",
+    "example_image",
+    "image_to_base64",
+    "image_to_bytes",
+    "image_to_data_url",
+    "load_image",
+    "save_example_image",
+    "serve_images",
+]
