@@ -171,3 +171,13 @@ def test_describe_request_counts_tensor_bytes(processors, prompts, image, encode
     assert info["tensor_bytes"] == expected
     assert info["input_ids_len"] == len(req["input_ids"])
     assert info["image_data"][0]["feature"] == tuple(item["feature"].shape)
+
+
+def test_raw_request_makes_existing_relative_paths_absolute(prompts, tmp_path, monkeypatch, image):
+    image.save(tmp_path / "pic.png")
+    monkeypatch.chdir(tmp_path)
+    req = raw_request(prompts["qwen2_5_vl"], ["pic.png"])
+    assert req["image_data"] == [str(tmp_path / "pic.png")]
+    # a string that is not an existing file (a URL, base64, a missing path) passes as given
+    req = raw_request(prompts["qwen2_5_vl"], ["missing.png"])
+    assert req["image_data"] == ["missing.png"]

@@ -38,6 +38,10 @@ _EXPORTS: dict[str, str] = {
     # images
     "load_image": "images",
     "example_image": "images",
+    "save_example_image": "images",
+    "image_to_base64": "images",
+    "image_to_data_url": "images",
+    "serve_images": "images",
     # prompts
     "build_prompt": "prompts",
     # requests

@@ -43,13 +43,27 @@ def _as_list(images: Any) -> list[Any]:
     return items
 
 
+def _absolute_if_file(item: Any) -> Any:
+    if isinstance(item, os.PathLike):
+        item = os.fspath(item)
+    if isinstance(item, str) and len(item) < 4096 and not os.path.isabs(item):
+        try:
+            if os.path.isfile(item):
+                return os.path.abspath(item)
+        except (OSError, ValueError):
+            pass
+    return item
+
+
 def raw_request(prompt: str, images: Any) -> Request:
     """Format 1: a text prompt and raw images, which SGLang loads itself.
 
     ``images`` is one image or a list: PIL images, file paths (``str`` or
     ``Path``), ``http(s)`` URLs, base64 strings, ``data:`` URLs or bytes.
-    They pass through as given (paths become ``str``); the prompt must hold
-    one image placeholder per image (use :func:`~vlm_tutorial.build_prompt`).
+    They pass through as given, except paths: SGLang 0.5.17 reads a file only
+    from an absolute path (a relative one is taken for base64), so a path to
+    an existing file becomes an absolute ``str``. The prompt must hold one
+    image placeholder per image (use :func:`~vlm_tutorial.build_prompt`).
 
     Example:
         >>> raw_request("<|image|>What is it?", "cat.png")
@@ -59,7 +73,7 @@ def raw_request(prompt: str, images: Any) -> Request:
         raise RequestFormatError(
             f"prompt must be a str, got {type(prompt).__name__}; build it with build_prompt()"
         )
-    items = [os.fspath(i) if isinstance(i, os.PathLike) else i for i in _as_list(images)]
+    items = [_absolute_if_file(i) for i in _as_list(images)]
     validate_image_data(items, prompt=prompt)
     return {"prompt": prompt, "image_data": items}
 
