@@ -37,7 +37,12 @@ from check_links import check_site  # noqa: E402
 
 def stale_notebooks(sources: list[Path], executed_dir: Path, package: Path) -> list[str]:
     """Names of notebooks whose executed copy is missing or older than its inputs."""
-    newest_code = max((p.stat().st_mtime for p in package.rglob("*") if p.is_file()), default=0.0)
+    code = [
+        path
+        for path in package.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    ]
+    newest_code = max((path.stat().st_mtime for path in code), default=0.0)
     stale = []
     for source in sources:
         copy = executed_dir / source.name

@@ -97,10 +97,11 @@ def write_stubs(app: Sphinx) -> None:
 
 def api_index(modules: list[str]) -> str:
     """The Markdown that replaces the ``<!-- api-modules -->`` marker."""
-    table = "\n".join(modules)
+    # autosummary writes reStructuredText into its table: run it through eval-rst.
+    table = "\n".join(f"   {module}" for module in modules)
     pages = "\n".join(f"{GENERATED}/{module}" for module in modules)
     return (
-        f":::{{autosummary}}\n{table}\n:::\n\n"
+        f"```{{eval-rst}}\n.. autosummary::\n\n{table}\n```\n\n"
         f":::{{toctree}}\n:hidden:\n:maxdepth: 1\n\n{pages}\n:::\n"
     )
 
@@ -133,6 +134,8 @@ class OptionalTocTree(TocTree):
         if not kept:
             return []
         self.content = StringList(kept, self.content.source(0))
+        if any(ch in line for line in kept for ch in "*?["):
+            self.options["glob"] = True
         return super().run()
 
 

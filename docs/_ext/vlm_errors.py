@@ -18,8 +18,10 @@ from __future__ import annotations
 import ast
 import builtins
 import dataclasses
+import functools
 import importlib
 import inspect
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -230,10 +232,17 @@ def find_sites(names: set[str], raised_only: bool = False) -> list[Site]:
     return sites
 
 
+@functools.cache
+def _api_modules() -> frozenset[str]:
+    from vlm_api import public_modules  # the modules the API reference documents
+
+    return frozenset(public_modules())
+
+
 def _documented(module: str, qualname: str) -> bool:
     """Whether ``module.qualname`` is a public function or method that autodoc documents."""
-    if any(part.startswith("_") for part in module.split(".")):
-        return False  # private modules (and __main__) are not in the API reference
+    if module not in _api_modules():
+        return False  # private modules, __main__, folders without __init__.py
     try:
         mod = importlib.import_module(module)
     except Exception:
@@ -362,4 +371,5 @@ def setup(app: Any) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
     print(render_catalogue())

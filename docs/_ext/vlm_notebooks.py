@@ -114,6 +114,20 @@ def add_provenance_cell(nb: dict[str, Any], note: str) -> None:
     cells.insert(index, cell)
 
 
+def retitle(nb: dict[str, Any], pattern: str) -> None:
+    """Rewrite the first ``# `` heading as ``pattern.format(title)``."""
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "markdown":
+            continue
+        lines = _text(cell.get("source", "")).splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if line.startswith("# "):
+                end = "\n" if line.endswith("\n") else ""
+                lines[i] = "# " + pattern.format(line[2:].strip()) + end
+                cell["source"] = "".join(lines)
+                return
+
+
 def drop_widget_outputs(nb: dict[str, Any]) -> int:
     """Remove widget outputs (progress bars): without a live kernel they show a frozen 0%.
 
@@ -271,6 +285,9 @@ def inject_provenance(app: Sphinx, docname: str, source: list[str]) -> None:
         return
     add_provenance_cell(nb, provenance_note(info))
     drop_widget_outputs(nb)
+    if docname.startswith(f"{app.config.vlm_notebooks_gpu_dir}/"):
+        # The same notebook is also rendered from this build's run: tell the two apart.
+        retitle(nb, "{} (recorded on a GPU)")
     source[0] = json.dumps(nb)
 
 
