@@ -113,12 +113,17 @@ def replace_marker(app: Sphinx, docname: str, source: list[str]) -> None:
 
 
 class OptionalTocTree(TocTree):
-    """A ``toctree`` that drops entries matching no document, and is empty if none is left."""
+    """A ``toctree`` of the documents that exist: entries matching none are dropped.
+
+    Glob patterns are expanded here, in name order, leaving out notebooks (the
+    notebooks page lists those) and documents already listed. With no entry left
+    it renders nothing.
+    """
 
     def run(self) -> list[nodes.Node]:
         found = self.env.found_docs
         here = self.env.docname
-        kept = []
+        kept: list[str] = []
         for line in self.content:
             entry = line.strip()
             if not entry:
@@ -127,15 +132,19 @@ class OptionalTocTree(TocTree):
             docname = target.lstrip("/") if target.startswith("/") else _join(here, target)
             docname = re.sub(r"\.(md|ipynb|rst)$", "", docname)
             if any(ch in docname for ch in "*?["):
-                if any(fnmatchcase(doc, docname) for doc in found):
-                    kept.append(line)
-            elif docname in found:
-                kept.append(line)
+                matches = [
+                    doc
+                    for doc in sorted(found)
+                    if fnmatchcase(doc, docname)
+                    and doc != here
+                    and not str(self.env.doc2path(doc)).endswith(".ipynb")
+                ]
+            else:
+                matches = [docname] if docname in found else []
+            kept += [f"/{doc}" for doc in matches if f"/{doc}" not in kept]
         if not kept:
             return []
         self.content = StringList(kept, self.content.source(0))
-        if any(ch in line for line in kept for ch in "*?["):
-            self.options["glob"] = True
         return super().run()
 
 
