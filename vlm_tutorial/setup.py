@@ -14,7 +14,7 @@ A notebook's ``parameters`` cell sets ``model_path``, ``backend``,
 
 Example:
     >>> settings = notebook_settings("qwen2_5_vl", model_path="tiny", backend="transformers")  # doctest: +SKIP
-    Model: tiny random-weight qwen2_5_vl at ~/.cache/vlm_tutorial/... (answers are meaningless text)
+    Model: tiny random-weight qwen2_5_vl (answers are meaningless text)
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class NotebookSettings:
         return {"device": "cpu", "dtype": torch.float32}
 
     def summary(self) -> str:
-        """Two lines naming the engine and the model, as the notebooks print them."""
+        """The lines naming the engine and the model (and a tiny model's folder), as the notebooks print them."""
         engine = (
             "SGLang (sglang.Engine)"
             if self.on_sglang
@@ -88,12 +88,12 @@ class NotebookSettings:
             + " (a walkthrough path, not SGLang)"
         )
         model = (
-            f"tiny random-weight {self.family.name} at {self.model_path} "
-            "(answers are meaningless text)"
+            f"tiny random-weight {self.family.name} (answers are meaningless text)"
             if self.is_tiny
             else self.model_path
         )
-        return f"Engine: {engine}\nModel: {model}"
+        lines = f"Engine: {engine}\nModel: {model}"
+        return lines + (f"\nCheckpoint: {self.model_path}" if self.is_tiny else "")
 
 
 def _cuda() -> bool:

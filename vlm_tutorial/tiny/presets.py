@@ -115,6 +115,7 @@ _LLAMA4_IMAGE = {
     "max_patches": 4,
 }
 
+#: Size presets per family: ``PRESETS[family][preset]`` holds the config overrides.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "qwen2_5_vl": {
         "tiny": {
