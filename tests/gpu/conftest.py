@@ -1,0 +1,169 @@
+"""Fixtures of the GPU tests: ``pytest -m gpu tests/gpu`` (what ``scripts/gpu-check`` runs).
+
+Every test here carries the ``gpu`` marker. Where there is no CUDA GPU or no
+sglang, the tests are still collected and each is skipped with the reason,
+so ``pytest -m gpu`` on a CPU machine reports the skips and exits 0.
+
+Engines: one ``sglang.Engine`` per model family per test module
+(:func:`sglang_engine`), opened through :func:`vlm_tutorial.open_engine` with
+``disable_radix_cache=True``; ``SGLANG_VLM_CACHE_SIZE_MB=0`` is set below,
+before anything imports sglang, so no request reuses another's vision
+embedding. Machine settings (the trimmed kit's attention backends) come from
+``VLM_TUTORIAL_ENGINE_ARGS``, as for the notebooks.
+
+Measurements: tests put what they measure into the ``gpu_record`` dict; at
+the end of the session it is written as JSON to the file named by
+``VLM_TUTORIAL_GPU_RECORD`` (``scripts/gpu-check`` merges it into
+``docs/gpu/results.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Before sglang is imported anywhere, so that the scheduler processes inherit them.
+os.environ["SGLANG_VLM_CACHE_SIZE_MB"] = "0"  # no vision-embedding cache (RECIPE pitfall 12)
+for _name, _value in (
+    # Never use NVLink multicast on a shared multi-GPU host (tensor-parallel tests).
+    ("NCCL_NVLS_ENABLE", "0"),
+    ("TORCH_SYMM_MEM_DISABLE_MULTICAST", "1"),
+    ("NVSHMEM_DISABLE_NVLS", "1"),
+):
+    os.environ.setdefault(_name, _value)
+
+import pytest  # noqa: E402
+from gpu_support import (  # noqa: E402
+    COMPARE_ENGINE_ARGS,
+    FAMILIES,
+    describe_processes,
+    model_path_for,
+    sglang_processes,
+    wait_until_gone,
+)
+
+RECORD_ENV = "VLM_TUTORIAL_GPU_RECORD"
+_HERE = Path(__file__).resolve().parent
+_RECORD: dict[str, Any] = {}
+
+
+def gpu_skip_reason() -> str | None:
+    """Why the GPU tests cannot run here (None if they can), without importing sglang."""
+    from vlm_tutorial.engines import sglang_unavailable_reason
+
+    reason = sglang_unavailable_reason()
+    if reason is None:
+        return None
+    return f"GPU test: needs an NVIDIA GPU and sglang==0.5.17, but {reason}"
+
+
+def visible_gpus() -> int:
+    """Number of CUDA devices torch sees (0 on a CPU machine)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip this folder's tests, with the reason, where there is no GPU or no sglang."""
+    mine = [item for item in items if _HERE in Path(str(item.path)).resolve().parents]
+    if not mine:
+        return
+    for item in mine:
+        if item.get_closest_marker("gpu") is None:
+            raise pytest.UsageError(f"{item.nodeid} is under tests/gpu but lacks @pytest.mark.gpu")
+    reason = gpu_skip_reason()
+    if reason is not None:
+        for item in mine:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the measurements to ``$VLM_TUTORIAL_GPU_RECORD``, if set and anything was measured."""
+    target = os.environ.get(RECORD_ENV)
+    if target and _RECORD:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(json.dumps(_RECORD, indent=2, default=str) + "\n")
+
+
+@pytest.fixture(scope="session")
+def gpu_record() -> dict[str, Any]:
+    """The session's measurements (written out at the end, see the module docs)."""
+    return _RECORD
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request: pytest.FixtureRequest) -> str:
+    """Each model family in turn; module scope keeps one engine per family per module."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def model_path(family: str) -> str:
+    """The family's tiny checkpoint (or the real id with ``VLM_TUTORIAL_GPU_REAL=1``)."""
+    return model_path_for(family)
+
+
+@pytest.fixture(scope="module")
+def processor(model_path: str) -> Any:
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(model_path)
+
+
+@pytest.fixture(scope="module")
+def encoder(model_path: str) -> Any:
+    """The client-side vision encoder on the GPU, in the checkpoint's dtype (as the notebooks)."""
+    from vlm_tutorial.vision import load_vision_encoder
+
+    return load_vision_encoder(model_path, device="cuda")
+
+
+@dataclass
+class RunningEngine:
+    """An open ``sglang.Engine`` and how it was started."""
+
+    engine: Any
+    family: str
+    model_path: str
+    start_seconds: float
+    engine_args: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def sglang_engine(
+    request: pytest.FixtureRequest, family: str, model_path: str, gpu_record: dict[str, Any]
+) -> Iterator[RunningEngine]:
+    """One ``sglang.Engine`` for ``family``, shut down at the end of the module.
+
+    After shutdown, every SGLang process started with it must exit within 60 s
+    (else the teardown fails, naming them).
+    """
+    from vlm_tutorial.engines import merge_engine_args, open_engine
+
+    args = merge_engine_args(model_path, COMPARE_ENGINE_ARGS)
+    since = time.time()
+    start = time.perf_counter()
+    with open_engine(model_path, backend="sglang", **COMPARE_ENGINE_ARGS) as engine:
+        seconds = time.perf_counter() - start
+        gpu_record.setdefault("engine_starts", []).append(
+            {
+                "module": request.module.__name__,
+                "family": family,
+                "model_path": model_path,
+                "seconds": round(seconds, 2),
+                "engine_args": args,
+            }
+        )
+        started = sglang_processes(since=since)
+        yield RunningEngine(engine, family, model_path, seconds, args)
+    left = wait_until_gone(started, timeout=60)
+    assert not left, f"SGLang processes still running after shutdown: {describe_processes(left)}"
+
+
+__all__ = ["gpu_skip_reason", "visible_gpus", "RunningEngine"]

@@ -1,0 +1,326 @@
+"""Plain helpers of the GPU tests: requests per format, greedy comparisons, SGLang's processes.
+
+Nothing here imports sglang, so the module also loads on a CPU machine, where
+the GPU tests are collected and skipped.
+
+Example:
+    >>> first_difference([1, 2, 3], [1, 2, 4])
+    2
+    >>> first_difference([1, 2], [1, 2]) is None
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The model families under test, in the order the tests run them.
+FAMILIES: tuple[str, ...] = ("qwen2_5_vl", "llama4")
+
+#: The three image input formats of ``Engine.generate``.
+FORMATS: tuple[str, ...] = ("raw", "processor_output", "precomputed_embedding")
+
+#: Engine arguments of every format comparison: without the radix cache a
+#: request never reuses another's KV cache (RECIPE pitfall 7); the multimodal
+#: embedding cache is switched off through SGLANG_VLM_CACHE_SIZE_MB=0 in
+#: conftest.py (pitfall 12).
+COMPARE_ENGINE_ARGS: dict[str, Any] = {"disable_radix_cache": True, "random_seed": 0}
+
+#: Greedy decoding with a fixed answer length (tiny random models hit EOS at random).
+MAX_NEW_TOKENS = 16
+
+#: Near tie, in nats: a first difference between two greedy runs is put down
+#: to rounding only where the baseline's top-2 log-probabilities at that step
+#: are closer than this. On the tiny Llama 4 checkpoint, float32 and bfloat16
+#: transformers runs first differ at a step whose float32 top-2 gap is 0.10
+#: (docs/gpu/README.md, "Llama 4: SGLang vs the reference engine").
+NEAR_TIE_NATS = 0.15
+
+QUESTION = "What is shown in this image?"
+SECOND_QUESTION = "Describe the colours in this picture."
+MULTI_IMAGE_QUESTION = "Compare <image> and <image>."
+
+
+def greedy(max_new_tokens: int = MAX_NEW_TOKENS) -> dict[str, Any]:
+    """Sampling parameters of every comparison: greedy, exactly ``max_new_tokens`` tokens.
+
+    Example:
+        >>> greedy(4)["temperature"]
+        0
+    """
+    return {"temperature": 0, "max_new_tokens": max_new_tokens, "ignore_eos": True}
+
+
+def use_real_models() -> bool:
+    """True when ``VLM_TUTORIAL_GPU_REAL=1``: the tests load the real model ids, not tiny ones."""
+    return os.environ.get("VLM_TUTORIAL_GPU_REAL", "") not in ("", "0")
+
+
+def model_path_for(family: str, preset: str = "tiny") -> str:
+    """The checkpoint a GPU test loads: the tiny model of ``preset``, or the real id.
+
+    Example:
+        >>> model_path_for("llama4").endswith("tiny")  # doctest: +SKIP
+    """
+    from vlm_tutorial.families import get_family
+    from vlm_tutorial.tiny import tiny_model_path
+
+    if use_real_models() and preset == "tiny":
+        return get_family(family).real_model_id
+    return str(tiny_model_path(family, preset))
+
+
+def sample_images() -> list[Any]:
+    """Two different images: the example picture at two sizes (different token counts)."""
+    from vlm_tutorial.images import example_image
+
+    return [example_image(), example_image((256, 192))]
+
+
+def build_format_requests(
+    processor: Any, encoder: Any, prompt: str, images: Sequence[Any]
+) -> dict[str, dict[str, Any]]:
+    """One request per format for the same prompt and images, built by the package's builders.
+
+    Example:
+        >>> reqs = build_format_requests(processor, encoder, prompt, [img])  # doctest: +SKIP
+        >>> sorted(reqs)                                                      # doctest: +SKIP
+        ['precomputed_embedding', 'processor_output', 'raw']
+    """
+    from vlm_tutorial.requests import (
+        precomputed_embedding_request,
+        processor_output_request,
+        raw_request,
+    )
+
+    return {
+        "raw": raw_request(prompt, list(images)),
+        "processor_output": processor_output_request(processor, prompt, list(images)),
+        "precomputed_embedding": precomputed_embedding_request(
+            processor, prompt, list(images), encoder
+        ),
+    }
+
+
+def batch_request(requests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Merge single requests of one format into one batched ``generate`` call.
+
+    Example:
+        >>> batch_request([{"prompt": "a", "image_data": [1]}, {"prompt": "b", "image_data": [2]}])
+        {'prompt': ['a', 'b'], 'image_data': [[1], [2]]}
+    """
+    key = "prompt" if "prompt" in requests[0] else "input_ids"
+    return {
+        key: [r[key] for r in requests],
+        "image_data": [list(r["image_data"]) for r in requests],
+    }
+
+
+def first_difference(a: Sequence[int], b: Sequence[int]) -> int | None:
+    """Index of the first differing token, or None when the sequences are identical."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def top_logprobs(output: Mapping[str, Any], step: int) -> list[tuple[int, float]]:
+    """``[(token_id, logprob), ...]`` best first at ``step``, from a ``return_logprob`` output."""
+    tops = output.get("meta_info", {}).get("output_top_logprobs") or []
+    if step >= len(tops) or not tops[step]:
+        return []
+    return [(int(entry[1]), float(entry[0])) for entry in tops[step]]
+
+
+@dataclass
+class GreedyComparison:
+    """How two greedy outputs relate: identical, or where and why they part.
+
+    Attributes:
+        names: the two runs compared (baseline first).
+        ids: their output ids.
+        difference: first differing step, or None.
+        top2_gap: the baseline's top-2 log-probability gap at that step, when known.
+        other_rank: where the other run's token ranks in the baseline's top list there.
+    """
+
+    names: tuple[str, str]
+    ids: tuple[list[int], list[int]]
+    difference: int | None
+    top2_gap: float | None = None
+    other_rank: int | None = None
+    top: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return self.difference is None
+
+    @property
+    def leading_agreement(self) -> int:
+        return len(self.ids[0]) if self.difference is None else self.difference
+
+    @property
+    def near_tie(self) -> bool:
+        """True when the runs part where the baseline's best two tokens were within NEAR_TIE_NATS."""
+        return (
+            self.difference is not None
+            and self.top2_gap is not None
+            and self.other_rank == 1
+            and self.top2_gap < NEAR_TIE_NATS
+        )
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "compared": list(self.names),
+            "identical": self.identical,
+            "leading_agreement": self.leading_agreement,
+            "first_difference": self.difference,
+            "baseline_top2_gap_nats": self.top2_gap,
+            "other_token_rank_in_baseline": self.other_rank,
+            "baseline_top_logprobs": self.top,
+        }
+
+    def describe(self) -> str:
+        a, b = self.names
+        if self.identical:
+            return f"{a} and {b}: identical ({len(self.ids[0])} tokens)"
+        text = (
+            f"{a} and {b} agree on {self.leading_agreement} leading tokens, then differ: "
+            f"{a}={self.ids[0]} {b}={self.ids[1]}"
+        )
+        if self.top:
+            text += (
+                f"; at step {self.difference} {a}'s top log-probabilities were {self.top} "
+                f"(top-2 gap {self.top2_gap}), {b}'s token ranks {self.other_rank} there"
+            )
+        return text
+
+
+def compare_greedy(
+    name_a: str, out_a: Mapping[str, Any], name_b: str, out_b: Mapping[str, Any]
+) -> GreedyComparison:
+    """Compare two greedy outputs; ``out_a`` should carry ``output_top_logprobs``."""
+    a = [int(t) for t in out_a["output_ids"]]
+    b = [int(t) for t in out_b["output_ids"]]
+    diff = first_difference(a, b)
+    result = GreedyComparison((name_a, name_b), (a, b), diff)
+    if diff is not None and diff < len(b):
+        top = top_logprobs(out_a, diff)
+        result.top = top
+        if len(top) >= 2:
+            result.top2_gap = round(top[0][1] - top[1][1], 4)
+        ranks = [tok for tok, _ in top]
+        result.other_rank = ranks.index(b[diff]) if b[diff] in ranks else None
+    return result
+
+
+def assert_same_greedy(
+    name_a: str,
+    out_a: Mapping[str, Any],
+    name_b: str,
+    out_b: Mapping[str, Any],
+    *,
+    allow_near_tie: bool,
+) -> GreedyComparison:
+    """Assert two greedy outputs are identical (or, if allowed, part only at a near tie).
+
+    ``allow_near_tie`` is for runs that compute the same thing with different
+    kernels (a precomputed embedding from transformers' vision tower against
+    SGLang's own tower; a batch against single requests): there rounding may
+    flip a token whose top-2 log-probabilities are within NEAR_TIE_NATS, and
+    nothing else.
+    """
+    result = compare_greedy(name_a, out_a, name_b, out_b)
+    if result.identical or (allow_near_tie and result.near_tie):
+        return result
+    raise AssertionError(result.describe())
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``(fn(*args, **kwargs), seconds)``."""
+    start = time.perf_counter()
+    value = fn(*args, **kwargs)
+    return value, time.perf_counter() - start
+
+
+def median(values: Iterable[float]) -> float:
+    return float(statistics.median(list(values)))
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def sglang_processes(since: float | None = None) -> list[Any]:
+    """Processes of this user whose name or command line carries ``sglang::`` (SGLang's titles).
+
+    SGLang names its subprocesses with setproctitle (``sglang::scheduler``,
+    ``sglang::scheduler_TP0``, ``sglang::detokenizer``). Orphans re-parented
+    to init count too, so every process of this user is looked at;
+    ``since`` (a ``time.time()``) keeps only processes started after it.
+    """
+    import psutil
+
+    me = psutil.Process()
+    user = me.username()
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "username", "create_time"]):
+        info = proc.info
+        if info.get("username") != user or proc.pid == me.pid:
+            continue
+        if since is not None and (info.get("create_time") or 0) < since - 1:
+            continue
+        text = " ".join([info.get("name") or "", *(info.get("cmdline") or [])])
+        if "sglang::" in text:
+            found.append(proc)
+    return found
+
+
+def describe_processes(procs: Iterable[Any]) -> list[str]:
+    out = []
+    for proc in procs:
+        try:
+            out.append(f"{proc.pid} {proc.name()} {' '.join(proc.cmdline())[:80]}")
+        except Exception:  # noqa: BLE001 - it may be gone already
+            out.append(f"{proc.pid} (gone)")
+    return out
+
+
+def wait_until_gone(procs: Sequence[Any], timeout: float = 60.0) -> list[Any]:
+    """Wait up to ``timeout`` seconds for ``procs`` to exit; return those still alive."""
+    import psutil
+
+    _, alive = psutil.wait_procs(list(procs), timeout=timeout)
+    return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+__all__ = [
+    "FAMILIES",
+    "FORMATS",
+    "COMPARE_ENGINE_ARGS",
+    "MAX_NEW_TOKENS",
+    "NEAR_TIE_NATS",
+    "QUESTION",
+    "SECOND_QUESTION",
+    "MULTI_IMAGE_QUESTION",
+    "GreedyComparison",
+    "assert_same_greedy",
+    "batch_request",
+    "build_format_requests",
+    "compare_greedy",
+    "describe_processes",
+    "first_difference",
+    "greedy",
+    "median",
+    "model_path_for",
+    "sglang_processes",
+    "sample_images",
+    "timed",
+    "top_logprobs",
+    "use_real_models",
+    "wait_until_gone",
+]
