@@ -1,0 +1,277 @@
+"""The GPU path's tooling, checked on a CPU: gpu-check's command line, the kit's engine
+arguments, the results renderer, the workflows, and ``pytest -m gpu`` skipping cleanly."""
+
+from __future__ import annotations
+
+import copy
+import importlib.machinery
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GPU_CHECK = ROOT / "scripts" / "gpu-check"
+ENGINE_ARGS = ROOT / "scripts" / "gpu_engine_args.json"
+SERVER_ARGS = ROOT / "tests" / "data" / "sglang-0.5.17-server-args.txt"
+FIXTURE = ROOT / "tests" / "data" / "gpu_results_example.json"
+FORMATS = ("raw", "processor_output", "precomputed_embedding")
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader(name, str(path))
+    spec = importlib.util.spec_from_loader(name, loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def gpu_check() -> ModuleType:
+    return _load(GPU_CHECK, "gpu_check")
+
+
+@pytest.fixture(scope="module")
+def renderer() -> ModuleType:
+    return _load(ROOT / "scripts" / "render_gpu_results.py", "render_gpu_results")
+
+
+@pytest.fixture(scope="module")
+def server_args() -> set[str]:
+    lines = SERVER_ARGS.read_text().splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+# --------------------------------------------------------------------------- gpu-check
+
+
+def test_gpu_check_help_lists_the_stages_and_options() -> None:
+    proc = _run(str(GPU_CHECK), "--help")
+    assert proc.returncode == 0, proc.stderr
+    for word in ("--stage", "--kit", "--real", "--out-dir", "--timeout", "tests", "nbval"):
+        assert word in proc.stdout
+
+
+def test_gpu_check_rejects_an_unknown_stage() -> None:
+    proc = _run(str(GPU_CHECK), "--stage", "benchmarks", "--dry-run")
+    assert proc.returncode == 2
+    assert "invalid choice" in proc.stderr
+
+
+def _plan(*args: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLM_TUTORIAL_")}
+    proc = _run(str(GPU_CHECK), "--dry-run", *args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_kit_engine_arguments_come_from_the_json_only_with_kit() -> None:
+    with_kit = _plan("--kit", ".gpu-kit", "--stage", "tests")
+    assert json.loads(with_kit["engine_args_env"]) == json.loads(ENGINE_ARGS.read_text())
+    # A full SGLang install runs with SGLang's own defaults.
+    assert _plan("--stage", "tests")["engine_args_env"] is None
+
+
+def test_notebooks_run_on_sglang_with_tiny_models_unless_real() -> None:
+    tiny = _plan("--stage", "notebooks")
+    assert tiny["notebook_env"] == {
+        "VLM_TUTORIAL_BACKEND": "sglang",
+        "VLM_TUTORIAL_MODEL_PATH": "tiny",
+    }
+    assert tiny["stages"] == ["notebooks"] and tiny["mode"] == "tiny"
+    assert set(tiny["notebooks"]) == {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}
+    real = _plan("--real")
+    assert real["mode"] == "real" and real["stages"] == ["tests", "notebooks", "nbval"]
+    assert "VLM_TUTORIAL_MODEL_PATH" not in real["notebook_env"]
+
+
+def test_gpu_check_refuses_to_run_without_a_gpu(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = _run(str(GPU_CHECK), "--stage", "tests", "--results", str(tmp_path / "r.json"))
+    assert proc.returncode == 2
+    assert "no CUDA GPU" in proc.stdout
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_strip_notebook_keeps_one_image_and_shortens_long_text(gpu_check: ModuleType) -> None:
+    image = {
+        "output_type": "display_data",
+        "data": {"image/png": "A" * 5000, "text/plain": "<img>"},
+    }
+    nb = {
+        "cells": [
+            {"cell_type": "code", "outputs": [copy.deepcopy(image)]},
+            {
+                "cell_type": "code",
+                "outputs": [copy.deepcopy(image), {"output_type": "stream", "text": "x" * 50_000}],
+            },
+        ],
+        "metadata": {"widgets": {"state": {}}},
+    }
+    out = gpu_check.strip_notebook(nb, keep_images=1, max_chars=1000)
+    first, second = out["cells"][0]["outputs"][0], out["cells"][1]["outputs"][0]
+    assert first["data"]["image/png"] == "A" * 5000
+    assert "image/png" not in second["data"] and "omitted" in second["data"]["text/plain"]
+    stream = out["cells"][1]["outputs"][1]["text"]
+    assert len(stream) < 1200 and "omitted" in stream
+    assert "widgets" not in out["metadata"]
+
+
+def test_junit_cases_reads_outcomes(gpu_check: ModuleType, tmp_path: Path) -> None:
+    xml = tmp_path / "j.xml"
+    xml.write_text(
+        '<testsuites><testsuite><testcase classname="t" name="a" time="1.5"/>'
+        '<testcase classname="t" name="b" time="0"><skipped message="no GPU"/></testcase>'
+        '<testcase classname="t" name="c" time="0.1"><failure message="boom"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    cases = gpu_check.junit_cases(xml)
+    assert [c["outcome"] for c in cases] == ["passed", "skipped", "failed"]
+    assert gpu_check.summarize(cases) == {"passed": 1, "failed": 1, "error": 0, "skipped": 1}
+    assert cases[1]["message"] == "no GPU"
+
+
+# --------------------------------------------------------------------------- engine arguments
+
+
+def test_engine_args_json_holds_the_kit_settings(server_args: set[str]) -> None:
+    args = json.loads(ENGINE_ARGS.read_text())
+    assert args["attention_backend"] == "triton"  # FA3 is not in the trimmed sgl_kernel
+    assert args["mm_attention_backend"] == "triton_attn"  # the ViT default on Hopper is FA3
+    assert args["sampling_backend"] == "pytorch"
+    assert args["disable_cuda_graph"] is True
+    assert 0 < args["mem_fraction_static"] < 1
+    unknown = set(args) - server_args
+    assert not unknown, f"not sglang 0.5.17 ServerArgs fields: {sorted(unknown)}"
+
+
+def test_gpu_tests_use_real_server_args(server_args: set[str]) -> None:
+    support = _load(ROOT / "tests" / "gpu" / "gpu_support.py", "gpu_support_for_cpu_test")
+    used = set(support.COMPARE_ENGINE_ARGS) | {
+        "tp_size",
+        "enable_fp32_lm_head",
+        "enable_multimodal",
+    }
+    assert used <= server_args, sorted(used - server_args)
+    assert "a_made_up_flag" not in server_args  # the list is not a catch-all
+
+
+# --------------------------------------------------------------------------- renderer
+
+
+def test_render_fixture_has_a_row_per_family_and_format(renderer: ModuleType) -> None:
+    results = json.loads(FIXTURE.read_text())
+    assert "TEST FIXTURE" in results["_comment"]
+    page = renderer.render(results, source="fixture.json")
+    for family in ("qwen2_5_vl", "llama4"):
+        for fmt in FORMATS:
+            rows = [line for line in page.splitlines() if line.startswith(f"| {family} | {fmt} |")]
+            assert len(rows) == 1, (family, fmt)
+    assert "| qwen2_5_vl | raw | 30 | 1.5 | 0.02 | 90 | [11, 22, 33, 44] |" in page
+    assert "`scripts/gpu-check --kit .gpu-kit --stage tests`" in page
+    assert "| qwen2_5_vl.ipynb | 0 | 60 | SGLang (sglang.Engine) |" in page
+    assert "3/4" in page  # teacher-forced agreement of the fixture's Llama 4 parity
+    assert "tp_size=2 needs 2 GPUs" in page
+
+
+def test_render_handles_a_results_file_with_only_the_notebooks(renderer: ModuleType) -> None:
+    page = renderer.render({"command": "scripts/gpu-check --stage notebooks", "notebooks": {}})
+    assert "No per-format measurements recorded." in page
+    assert "Not run yet." in page
+
+
+def test_render_cli_writes_markdown(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    proc = _run(str(ROOT / "scripts" / "render_gpu_results.py"), str(FIXTURE), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text().startswith("# GPU results")
+
+
+# --------------------------------------------------------------------------- pytest -m gpu on a CPU
+
+
+def test_pytest_m_gpu_on_a_cpu_collects_and_skips_with_the_reason() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the GPU tests would run")
+    proc = _run("-m", "pytest", "-m", "gpu", "tests/gpu", "-q", "-rs", "-p", "no:cacheprovider")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-3000:]
+    assert "skipped" in text and " passed" not in text and "failed" not in text
+    assert "needs an NVIDIA GPU and sglang==0.5.17" in text
+    assert "no tests ran" not in text  # exit code 5 would mean nothing was collected
+
+
+# --------------------------------------------------------------------------- kit script and workflows
+
+
+def test_make_gpu_kit_script_is_valid_bash_with_the_pinned_versions() -> None:
+    proc = subprocess.run(
+        ["bash", "-n", str(ROOT / "scripts" / "make-gpu-kit.sh")], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = (ROOT / "scripts" / "make-gpu-kit.sh").read_text()
+    for pin in (
+        "sglang==0.5.17",
+        "transformers==5.12.1",
+        "tokenizers==0.22.2",
+        "papermill==",
+        "nbval==",
+        "ipykernel==",
+    ):
+        assert pin in text
+    models = text.split("TF_MODELS=(", 1)[1].split(")", 1)[0].split()
+    for needed in ("auto", "qwen2_5_vl", "qwen2_vl", "llama4"):
+        assert needed in models
+
+
+def _workflow(name: str) -> dict[str, Any]:
+    yaml = pytest.importorskip("yaml")
+    data = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    data["on"] = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as True
+    return data
+
+
+def _steps(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in data["jobs"].values() for step in job.get("steps", [])]
+
+
+def test_gpu_workflow_runs_gpu_check_on_a_gpu_runner_and_uploads_results() -> None:
+    data = _workflow("gpu.yml")
+    assert "workflow_dispatch" in data["on"] and data["on"]["schedule"][0]["cron"]
+    job = next(iter(data["jobs"].values()))
+    assert {"self-hosted", "gpu"} <= set(job["runs-on"])
+    runs = " ".join(step.get("run", "") for step in _steps(data))
+    assert "environment.yml" in runs and "scripts/gpu-check" in runs
+    uploads = [
+        s for s in _steps(data) if str(s.get("uses", "")).startswith("actions/upload-artifact")
+    ]
+    paths = " ".join(str(s["with"]["path"]) for s in uploads)
+    assert "docs/gpu/results.json" in paths and ".ipynb" in paths
+    assert all(s.get("if") == "always()" for s in uploads)
+
+
+def test_cpu_workflow_runs_the_ci_script_on_python_3_11() -> None:
+    data = _workflow("cpu.yml")
+    job = next(iter(data["jobs"].values()))
+    assert str(job["runs-on"]).startswith("ubuntu")
+    setups = [s for s in _steps(data) if str(s.get("uses", "")).startswith("actions/setup-python")]
+    assert setups and str(setups[0]["with"]["python-version"]) == "3.11"
+    assert any(s.get("run", "").strip().endswith("bash .ci/run") for s in _steps(data))
