@@ -19,17 +19,34 @@ from typing import Any
 
 FORMATS = ("raw", "processor_output", "precomputed_embedding")
 MAX_IDS = 8
+_SPECIAL = set("\\`*[]<>{}|$")
+
+
+class Raw(str):
+    """Text that is already safe Markdown (token id lists): written as it is."""
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, Raw):
+        return str(value)
     if value is None:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4g}"
-    text = str(value).replace("|", "\\|").replace("\n", " ")
-    return text
+    return escape(str(value))
+
+
+def escape(text: str) -> str:
+    """Make free text (model output, test messages) inert in a Markdown table cell.
+
+    Example:
+        >>> print(escape("a|b `c` <d> [e]"))
+        a\\|b \\`c\\` \\<d\\> \\[e\\]
+    """
+    text = " ".join(text.split())  # newlines and tabs would break the row
+    return "".join("\\" + ch if ch in _SPECIAL else ch for ch in text)
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -47,8 +64,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
 def _ids(ids: Sequence[int] | None) -> str:
     if not ids:
         return "–"
-    shown = ", ".join(str(i) for i in ids[:MAX_IDS])
-    return f"[{shown}{', …' if len(ids) > MAX_IDS else ''}]"
+    shown = ", ".join(str(int(i)) for i in ids[:MAX_IDS])
+    return Raw(f"[{shown}{', …' if len(ids) > MAX_IDS else ''}]")
 
 
 def _seconds(value: Any) -> Any:

@@ -62,13 +62,6 @@ def gpu_skip_reason() -> str | None:
     return f"GPU test: needs an NVIDIA GPU and sglang==0.5.17, but {reason}"
 
 
-def visible_gpus() -> int:
-    """Number of CUDA devices torch sees (0 on a CPU machine)."""
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip this folder's tests, with the reason, where there is no GPU or no sglang."""
     mine = [item for item in items if _HERE in Path(str(item.path)).resolve().parents]
@@ -166,4 +159,4 @@ def sglang_engine(
     assert not left, f"SGLang processes still running after shutdown: {describe_processes(left)}"
 
 
-__all__ = ["gpu_skip_reason", "visible_gpus", "RunningEngine"]
+__all__ = ["gpu_skip_reason", "RunningEngine"]

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import pytest
-from conftest import visible_gpus
 from gpu_support import (
     COMPARE_ENGINE_ARGS,
     QUESTION,
@@ -22,6 +21,7 @@ from gpu_support import (
     model_path_for,
     sample_images,
     sglang_processes,
+    visible_gpus,
     wait_until_gone,
 )
 

@@ -15,6 +15,7 @@ from gpu_support import (
     FORMATS,
     MAX_NEW_TOKENS,
     MULTI_IMAGE_QUESTION,
+    NEAR_TIE_NATS,
     QUESTION,
     SECOND_QUESTION,
     assert_same_greedy,
@@ -272,13 +273,19 @@ def test_sglang_matches_reference_engine(
 ) -> None:
     """SGLang's greedy answer against transformers' on the same tiny checkpoint.
 
-    Qwen2.5-VL: identical. Llama 4: the first token must agree; how many
-    leading tokens agree is recorded with diagnostics (see docs/gpu/README.md,
-    "Llama 4: SGLang vs the reference engine"): the reference in float32 on
-    the CPU and in bfloat16 on the GPU, SGLang's top-5 log-probabilities where
-    they part, and whether SGLang's prefill of the prompt plus the reference's
-    own tokens predicts each reference token (teacher forcing: a decode-only
-    difference shows as agreement here).
+    SGLang runs bfloat16, the reference float32, so a near tie may flip a
+    token and change the rest of a free-running answer (on a CPU, bfloat16
+    transformers alone parts from float32 after 13 tokens for Qwen2.5-VL and
+    14 for Llama 4 on this question). Hence, besides the free-running answers,
+    teacher forcing: SGLang's prefill of the prompt plus the reference's own
+    tokens must predict each next reference token.
+
+    Qwen2.5-VL: identical answers (or parting at a near tie), and every
+    teacher-forced step agrees unless it is a near tie. Llama 4: the first
+    token agrees (or is a near tie); the rest is recorded with diagnostics
+    (docs/gpu/README.md, "Llama 4: SGLang vs the reference engine"): the
+    reference in float32 on the CPU and in bfloat16 on the GPU, SGLang's top-5
+    log-probabilities where they part, and the teacher-forced steps.
     """
     if use_real_models():
         pytest.skip("the reference comparison runs on the tiny checkpoints only")
@@ -315,6 +322,14 @@ def test_sglang_matches_reference_engine(
         )
     main = comparisons["reference_fp32_cpu"]
     if family == "qwen2_5_vl":
-        assert main.identical, main.describe()
+        assert main.identical or main.near_tie, main.describe()
+        misses = [
+            (k, step["sglang_top2_gap_nats"])
+            for k, step in enumerate(teacher)
+            if not step["agrees"] and (step["sglang_top2_gap_nats"] or 0) >= NEAR_TIE_NATS
+        ]
+        assert not misses, f"teacher-forced steps that disagree clearly (step, gap): {misses}"
     else:
-        assert main.leading_agreement >= 1, f"first token differs: {main.describe()}"
+        assert main.leading_agreement >= 1 or (main.difference == 0 and main.near_tie), (
+            f"first token differs: {main.describe()}"
+        )
