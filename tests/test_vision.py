@@ -202,6 +202,12 @@ def test_varlen_plan_equals_per_segment_attention():
     torch.testing.assert_close(plan.attend(q, k, v, scale=8**-0.5), expected)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_device_without_gpu_raises():
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        load_vision_encoder(tiny_model_path("llama4"), device="cuda")
+
+
 @pytest.mark.parametrize("attn", ["fast", "flash"])
 def test_attn_argument_is_checked(attn):
     with pytest.raises(ValueError, match="attn="):
@@ -405,6 +411,15 @@ def test_hub_single_file_checkpoint_downloads_it(tmp_path, monkeypatch):
 
     load_vision_encoder("org/single-file")
     assert hub.requested == ["config.json", INDEX, "model.safetensors"]
+
+
+def test_hub_download_failure_names_the_id(monkeypatch):
+    def offline(repo_id, filename, revision=None):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(vision, "hf_hub_download", offline)
+    with pytest.raises(OSError, match="'org/missing' is not a local folder"):
+        load_vision_encoder("org/missing")
 
 
 def test_hub_non_vlm_fetches_only_config(tmp_path, monkeypatch):

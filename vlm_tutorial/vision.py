@@ -163,16 +163,22 @@ def _download_vision_files(repo_id: str, revision: str | None) -> Path:
             "downloading from the hub needs huggingface_hub: pip install huggingface_hub"
         )
 
+    from huggingface_hub.errors import EntryNotFoundError
+
     def fetch(filename: str) -> Path:
         return Path(hf_hub_download(repo_id, filename, revision=revision))
 
-    folder = fetch(_CONFIG_FILE).parent
+    try:
+        folder = fetch(_CONFIG_FILE).parent
+    except Exception as exc:
+        raise OSError(
+            f"{repo_id!r} is not a local folder, and fetching its config.json from the hub "
+            f"failed ({type(exc).__name__}: {exc}); check the path, or the id and your network"
+        ) from exc
     family = detect_family(folder)  # fail on a non-VLM before fetching any weights
     try:
         index = fetch(_INDEX_FILE)
-    except Exception as exc:  # a single-file checkpoint has no index
-        if type(exc).__name__ not in {"EntryNotFoundError", "RemoteEntryNotFoundError"}:
-            raise
+    except EntryNotFoundError:  # a single-file checkpoint has no index
         fetch(_SINGLE_FILE)
         return folder
     weight_map = json.loads(index.read_text())["weight_map"]
@@ -607,6 +613,10 @@ def load_vision_encoder(
         raise ValueError(f"attn={attn!r} is not one of {ATTN_MODES}")
     target_dtype = _resolve_dtype(dtype)
     device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={str(device)!r} but torch sees no CUDA GPU here; use device='cpu'"
+        )
 
     if _is_hub_id(model_path):
         folder = _download_vision_files(os.fspath(model_path), revision)
