@@ -141,6 +141,19 @@ def _tests(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _session(record: Mapping[str, Any]) -> list[str]:
+    session = record.get("session")
+    if not session:
+        return []
+    existed = session.get("flashinfer_jit_cache_existed")
+    note = (
+        "so first requests include no kernel compilation by nvcc"
+        if existed
+        else "so the first request compiled flashinfer's kernels with nvcc"
+    )
+    return [f"flashinfer's JIT cache existed when the tests began: {_cell(existed)}, {note}.", ""]
+
+
 def _families(record: Mapping[str, Any]) -> list[str]:
     families = record.get("families", {})
     if not families:
@@ -326,6 +339,7 @@ def render(results: Mapping[str, Any], source: str = "docs/gpu/results.json") ->
         "",
         "## Latency and greedy output per format",
         "",
+        *_session(record),
         *_families(record),
         "",
         "## Engine starts",

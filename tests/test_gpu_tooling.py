@@ -161,8 +161,7 @@ def test_engine_args_json_holds_the_kit_settings(server_args: set[str]) -> None:
     assert not unknown, f"not sglang 0.5.17 ServerArgs fields: {sorted(unknown)}"
 
 
-def test_gpu_tests_use_real_server_args(server_args: set[str]) -> None:
-    support = _load(ROOT / "tests" / "gpu" / "gpu_support.py", "gpu_support_for_cpu_test")
+def test_gpu_tests_use_real_server_args(server_args: set[str], support: ModuleType) -> None:
     used = set(support.COMPARE_ENGINE_ARGS) | {
         "tp_size",
         "enable_fp32_lm_head",
@@ -170,6 +169,62 @@ def test_gpu_tests_use_real_server_args(server_args: set[str]) -> None:
     }
     assert used <= server_args, sorted(used - server_args)
     assert "a_made_up_flag" not in server_args  # the list is not a catch-all
+
+
+# --------------------------------------------------------------------------- GPU test helpers
+
+
+@pytest.fixture(scope="module")
+def support() -> ModuleType:
+    return _load(ROOT / "tests" / "gpu" / "gpu_support.py", "gpu_support_for_cpu_test")
+
+
+def _out(ids: list[int], tops: list[list[tuple[float, int]]] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    if tops is not None:
+        meta["output_top_logprobs"] = [[(lp, tok, None) for lp, tok in step] for step in tops]
+    return {"output_ids": ids, "meta_info": meta}
+
+
+def test_identical_greedy_outputs_pass_without_tolerance(support: ModuleType) -> None:
+    result = support.assert_same_greedy(
+        "a", _out([1, 2, 3]), "b", _out([1, 2, 3]), allow_near_tie=False
+    )
+    assert result.identical and result.leading_agreement == 3
+
+
+def test_a_near_tie_is_tolerated_only_when_allowed(support: ModuleType) -> None:
+    tops = [[(-0.1, 1)], [(-0.50, 2), (-0.55, 9)], [(-0.2, 3)]]
+    base, other = _out([1, 2, 3], tops), _out([1, 9, 4])
+    result = support.assert_same_greedy("a", base, "b", other, allow_near_tie=True)
+    assert result.near_tie and result.difference == 1 and result.top2_gap == pytest.approx(0.05)
+    assert result.other_rank == 1
+    with pytest.raises(AssertionError, match="agree on 1 leading tokens"):
+        support.assert_same_greedy("a", base, "b", other, allow_near_tie=False)
+
+
+def test_a_clear_difference_fails_even_with_tolerance(support: ModuleType) -> None:
+    wide = [[(-0.1, 1)], [(-0.2, 2), (-1.5, 9)]]
+    with pytest.raises(AssertionError, match="top-2 gap 1.3"):
+        support.assert_same_greedy("a", _out([1, 2], wide), "b", _out([1, 9]), allow_near_tie=True)
+    # The other run's token is not the baseline's runner-up: no near tie either.
+    close = [[(-0.1, 1)], [(-0.50, 2), (-0.55, 9), (-0.6, 7)]]
+    with pytest.raises(AssertionError):
+        support.assert_same_greedy("a", _out([1, 2], close), "b", _out([1, 7]), allow_near_tie=True)
+    # Without log-probabilities a difference cannot be called a near tie.
+    with pytest.raises(AssertionError):
+        support.assert_same_greedy("a", _out([1, 2]), "b", _out([1, 9]), allow_near_tie=True)
+
+
+def test_batch_request_merges_single_requests(support: ModuleType) -> None:
+    singles = [
+        {"input_ids": [1, 2], "image_data": [{"k": 1}]},
+        {"input_ids": [3], "image_data": [{"k": 2}]},
+    ]
+    assert support.batch_request(singles) == {
+        "input_ids": [[1, 2], [3]],
+        "image_data": [[{"k": 1}], [{"k": 2}]],
+    }
 
 
 # --------------------------------------------------------------------------- renderer

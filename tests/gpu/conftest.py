@@ -62,11 +62,30 @@ def gpu_skip_reason() -> str | None:
     return f"GPU test: needs an NVIDIA GPU and sglang==0.5.17, but {reason}"
 
 
+#: Module order: the formats module first, so that its first request per format
+#: is the first on the machine (one-off JIT compilation included) when the
+#: whole folder runs; modules not named keep their place after these.
+_MODULE_ORDER = ("test_sglang_formats", "test_engine_lifecycle", "test_llama4_tp")
+
+
+def _is_mine(item: pytest.Item) -> bool:
+    return _HERE in Path(str(item.path)).resolve().parents
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip this folder's tests, with the reason, where there is no GPU or no sglang."""
-    mine = [item for item in items if _HERE in Path(str(item.path)).resolve().parents]
+    """Order this folder's modules, and skip its tests, with the reason, without GPU or sglang."""
+    mine = [item for item in items if _is_mine(item)]
     if not mine:
         return
+
+    def rank(item: pytest.Item) -> int:
+        if not _is_mine(item):
+            return -1
+        stem = Path(str(item.path)).stem
+        return _MODULE_ORDER.index(stem) if stem in _MODULE_ORDER else len(_MODULE_ORDER)
+
+    items.sort(key=rank)  # stable: pytest's grouping by module-scoped fixtures is kept
     for item in mine:
         if item.get_closest_marker("gpu") is None:
             raise pytest.UsageError(f"{item.nodeid} is under tests/gpu but lacks @pytest.mark.gpu")
@@ -86,7 +105,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def gpu_record() -> dict[str, Any]:
-    """The session's measurements (written out at the end, see the module docs)."""
+    """The session's measurements (written out at the end, see the module docs).
+
+    Also notes whether flashinfer's JIT cache existed when the session began:
+    without it the first request compiles kernels with nvcc (a minute or more).
+    """
+    if "session" not in _RECORD:
+        cache = (
+            Path(os.environ.get("FLASHINFER_WORKSPACE_BASE", Path.home())) / ".cache" / "flashinfer"
+        )
+        _RECORD["session"] = {
+            "flashinfer_jit_cache_existed": cache.is_dir() and any(cache.iterdir()),
+            "flashinfer_jit_cache": str(cache),
+        }
     return _RECORD
 
 
