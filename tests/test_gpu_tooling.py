@@ -65,6 +65,17 @@ def test_gpu_check_help_lists_the_stages_and_options() -> None:
         assert word in proc.stdout
 
 
+@pytest.mark.parametrize("shell", ["bash", "sh"])
+def test_gpu_check_also_runs_through_a_shell(shell: str) -> None:
+    """``make gpu-test`` calls ``bash scripts/gpu-check``: the shell preamble hands over to Python."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(
+        [shell, str(GPU_CHECK), "--help"], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: scripts/gpu-check")
+
+
 def test_gpu_check_rejects_an_unknown_stage() -> None:
     proc = _run(str(GPU_CHECK), "--stage", "benchmarks", "--dry-run")
     assert proc.returncode == 2
