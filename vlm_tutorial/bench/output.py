@@ -1,0 +1,765 @@
+"""Turn the raw records into a summary, headline ratios, a markdown report and an SVG figure.
+
+All of it is computed from the results JSON alone (:func:`write_outputs`),
+so ``python -m vlm_tutorial.bench --replot results.json`` can redo the table
+and figure elsewhere, e.g. where matplotlib is installed.
+
+Example:
+    >>> summary = summarize_records(results["records"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .cases import FORMAT_LABELS, FORMATS, LIMIT_VARIANTS
+from .stats import ratio, summarize
+
+#: Record fields that identify a group of repeats.
+GROUP_KEYS = ("case", "variant", "radix", "side", "batch", "k")
+
+#: Timings summarized for every group.
+METRICS = ("prep_s", "ttft_s", "total_s", "e2e_s")
+
+#: Parts of the client-side preparation.
+PREP_PARTS = ("decode_s", "processor_s", "encoder_s", "build_s")
+
+RESULTS_FILE = "results.json"
+TABLE_FILE = "results.md"
+FIGURE_FILE = "results.svg"
+
+
+def _group_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(record.get(k) for k in GROUP_KEYS)
+
+
+def summarize_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per group of repeats: the group's keys, shape, and stats of each timing.
+
+    Example:
+        >>> rows = summarize_records([{"case": "limit", "variant": "text", "side": 1, "batch": 1,
+        ...     "prep": {"build_s": 0.0}, "prep_s": 0.0, "ttft_s": 1.0, "total_s": 2.0, "e2e_s": 2.0}])
+        >>> rows[0]["ttft_s"]["median"]
+        1.0
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[_group_key(record)].append(record)
+    rows = []
+    for key, items in groups.items():
+        row: dict[str, Any] = dict(zip(GROUP_KEYS, key, strict=True))
+        for extra in ("image_tokens", "input_len", "prompt_tokens"):
+            if extra in items[0]:
+                row[extra] = items[0][extra]
+        for metric in METRICS:
+            row[metric] = summarize([r[metric] for r in items])
+        row["prep_parts"] = {
+            part: summarize([r["prep"].get(part, 0.0) for r in items]) for part in PREP_PARTS
+        }
+        row["tokens_ok"] = all(r.get("tokens_ok", True) for r in items)
+        rows.append(row)
+    return rows
+
+
+def _find(rows: list[dict[str, Any]], **keys: Any) -> dict[str, Any] | None:
+    for row in rows:
+        if all(row.get(k) == v for k, v in keys.items()):
+            return row
+    return None
+
+
+def _med(row: dict[str, Any] | None, metric: str) -> float | None:
+    return None if row is None else row[metric]["median"]
+
+
+def headline_ratios(
+    summary: list[dict[str, Any]], load: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The ratios the report leads with, from the medians.
+
+    * ``formats``: per size and batch, each format's end-to-end, engine TTFT
+      and engine total time divided by the raw format's;
+    * ``reuse``: per K and radix setting, raw end to end / reused embedding's;
+    * ``limit``: per size, precomputed / text-only (TTFT and total), and the
+      engine's own image work: raw TTFT minus text-only TTFT;
+    * ``load``: full model / vision only, for time, bytes read and peak memory.
+
+    Example:
+        >>> headline_ratios([])["formats"]
+        []
+    """
+    out: dict[str, Any] = {"formats": [], "reuse": [], "limit": [], "load": []}
+    for row in summary:
+        if row["case"] == "formats" and row["variant"] != "raw":
+            raw = _find(
+                summary, case="formats", variant="raw", side=row["side"], batch=row["batch"]
+            )
+            out["formats"].append(
+                {
+                    "side": row["side"],
+                    "image_tokens": row.get("image_tokens"),
+                    "batch": row["batch"],
+                    "variant": row["variant"],
+                    "e2e_vs_raw": ratio(_med(row, "e2e_s"), _med(raw, "e2e_s")),
+                    "ttft_vs_raw": ratio(_med(row, "ttft_s"), _med(raw, "ttft_s")),
+                    "engine_total_vs_raw": ratio(_med(row, "total_s"), _med(raw, "total_s")),
+                }
+            )
+        if row["case"] == "reuse" and row["variant"] == "raw":
+            reuse = _find(summary, case="reuse", variant="reuse", k=row["k"], radix=row["radix"])
+            out["reuse"].append(
+                {
+                    "k": row["k"],
+                    "radix": row["radix"],
+                    "raw_e2e_s": _med(row, "e2e_s"),
+                    "reuse_e2e_s": _med(reuse, "e2e_s"),
+                    "raw_over_reuse": ratio(_med(row, "e2e_s"), _med(reuse, "e2e_s")),
+                }
+            )
+        if row["case"] == "limit" and row["variant"] == "text":
+            pre = _find(summary, case="limit", variant="precomputed", side=row["side"])
+            raw = _find(summary, case="limit", variant="raw", side=row["side"])
+            text_ttft = _med(row, "ttft_s")
+            out["limit"].append(
+                {
+                    "side": row["side"],
+                    "image_tokens": row.get("image_tokens"),
+                    "input_len": row.get("input_len"),
+                    "precomputed_over_text_ttft": ratio(_med(pre, "ttft_s"), text_ttft),
+                    "precomputed_over_text_total": ratio(
+                        _med(pre, "total_s"), _med(row, "total_s")
+                    ),
+                    "raw_over_text_ttft": ratio(_med(raw, "ttft_s"), text_ttft),
+                    "same_length": pre is not None
+                    and pre.get("prompt_tokens") == row.get("prompt_tokens"),
+                    "engine_vision_s": None
+                    if raw is None or text_ttft is None
+                    else _med(raw, "ttft_s") - text_ttft,
+                }
+            )
+    if load:
+        out["load"] = load_ratios(load)
+    return out
+
+
+def load_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Medians (and spread) of the load case per mode and page-cache state.
+
+    Example:
+        >>> load_summary([])
+        []
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["mode"], row["cache"])].append(row)
+    out = []
+    for (mode, cache), items in groups.items():
+        out.append(
+            {
+                "mode": mode,
+                "cache": cache,
+                "seconds": summarize([r["seconds"] for r in items]),
+                "ready_seconds": summarize([r.get("ready_seconds", r["seconds"]) for r in items]),
+                "gpu_peak_bytes": items[0].get("gpu_peak_bytes"),
+                "read_bytes": summarize([r["read_bytes"] for r in items]),
+                "peak_rss": summarize([r["peak_rss"] for r in items]),
+                "rss_before": summarize([r["rss_before"] for r in items]),
+                "vision_parameters": items[0]["vision_parameters"],
+                "files_opened": items[0]["files_opened"],
+                "file_bytes": items[0]["file_bytes"],
+            }
+        )
+    return out
+
+
+def load_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Full model / vision only, per page-cache state, from the medians.
+
+    Example:
+        >>> load_ratios([])
+        []
+    """
+    summary = load_summary(rows)
+    out = []
+    for cache in ("cold", "warm"):
+        vision = next((r for r in summary if r["mode"] == "vision" and r["cache"] == cache), None)
+        full = next((r for r in summary if r["mode"] == "full" and r["cache"] == cache), None)
+        if vision is None or full is None:
+            continue
+
+        def med(row: dict[str, Any], key: str) -> float:
+            return row[key]["median"]
+
+        out.append(
+            {
+                "cache": cache,
+                "seconds_full_over_vision": ratio(med(full, "seconds"), med(vision, "seconds")),
+                "ready_full_over_vision": ratio(
+                    med(full, "ready_seconds"), med(vision, "ready_seconds")
+                ),
+                # Below 16 MiB the reads are noise (config, tokenizer, metadata).
+                "read_bytes_full_over_vision": ratio(
+                    med(full, "read_bytes"), med(vision, "read_bytes")
+                )
+                if med(vision, "read_bytes") >= 16 * 2**20
+                else None,
+                "peak_rss_full_over_vision": ratio(med(full, "peak_rss"), med(vision, "peak_rss")),
+                "added_rss_full_over_vision": ratio(
+                    med(full, "peak_rss") - med(full, "rss_before"),
+                    med(vision, "peak_rss") - med(vision, "rss_before"),
+                ),
+            }
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def fmt_seconds(value: float | None) -> str:
+    """Seconds as ``ms`` below one second, else ``s``, to three significant digits.
+
+    Example:
+        >>> fmt_seconds(0.01234), fmt_seconds(1.14), fmt_seconds(12.5)
+        ('12.3 ms', '1.14 s', '12.5 s')
+    """
+    if value is None:
+        return "n/a"
+    if abs(value) < 1:
+        return f"{value * 1000:.3g} ms"
+    return f"{value:.3g} s"
+
+
+def _cell(stats: dict[str, Any]) -> str:
+    return (
+        f"{fmt_seconds(stats['median'])} [{fmt_seconds(stats['q1'])}, {fmt_seconds(stats['q3'])}]"
+    )
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _mib(value: float) -> str:
+    return f"{value / 2**20:,.0f}"
+
+
+def _prep_cell(row: dict[str, Any]) -> str:
+    parts = row["prep_parts"]
+    shown = [
+        f"{name[:-2]} {fmt_seconds(parts[name]['median'])}"
+        for name in ("decode_s", "processor_s", "encoder_s")
+        if parts[name]["median"] > 0
+    ]
+    total = fmt_seconds(row["prep_s"]["median"])
+    return total + (f" ({', '.join(shown)})" if shown else "")
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    meta = results["meta"]
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    settings = results["settings"]
+    engine = bool(results.get("records"))
+    title = f"{settings['family']} on {meta['device']['name']}"
+    title += f" ({settings['backend']})" if engine else " (vision-only loading)"
+    lines = [
+        "---",
+        "orphan: true",
+        "---",
+        "",
+        f"# Format benchmark: {title}",
+        "",
+        "Generated by `python -m vlm_tutorial.bench`; do not edit by hand.",
+        "",
+        f"- command: `{meta['command']}`",
+        *[
+            f"- merged with the results of: `{m['command']}`"
+            for m in results.get("merged_from", [])
+        ],
+        f"- device: {meta['device']['name']}; {versions}",
+        f"- model: `{settings['model']}` ({settings['model_kind']})",
+    ]
+    if engine:
+        lines += [
+            f"- {settings['repeats']} repeats after {settings['warmup']} warm-up run(s); greedy, "
+            f"`ignore_eos=True`, {settings['max_new_tokens']} new tokens per request",
+            f"- time to first token: {settings['ttft_method']}",
+        ]
+    if results.get("load"):
+        lines.append(
+            f"- load case: {settings.get('load_repeats')} fresh process(es) per mode and page-cache state"
+        )
+    lines.append("- cells: median [first quartile, third quartile] over the repeats")
+    if engine and settings["backend"] == "sglang":
+        lines.append(
+            "- SGLang caches: radix cache off (on only where a table says so), "
+            "`SGLANG_VLM_CACHE_SIZE_MB=0`"
+        )
+    lines.append("")
+    return lines
+
+
+def _formats_table(summary: list[dict[str, Any]], ratios: dict[str, Any]) -> list[str]:
+    rows = [r for r in summary if r["case"] == "formats"]
+    if not rows:
+        return []
+    lines = [
+        "## (a) Formats",
+        "",
+        "The same image as each request format. *client prep*: image decode, processor and",
+        "vision encoder on the client; *engine*: `Engine.generate` wall time.",
+        "",
+        "| image px | image tokens | prompt ids | batch | format | client prep | engine TTFT "
+        "| engine total | end to end | end to end vs raw |",
+        "| ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- | ---: |",
+    ]
+    order = {f: i for i, f in enumerate(FORMATS)}
+    rows.sort(key=lambda r: (r["side"], r["batch"], order.get(r["variant"], 99)))
+    for row in rows:
+        found = next(
+            (
+                x
+                for x in ratios["formats"]
+                if x["side"] == row["side"]
+                and x["batch"] == row["batch"]
+                and x["variant"] == row["variant"]
+            ),
+            None,
+        )
+        vs_raw = "1.00x" if row["variant"] == "raw" else _ratio(found and found["e2e_vs_raw"])
+        lines.append(
+            f"| {row['side']} | {row.get('image_tokens', '')} | {row.get('input_len', '')} "
+            f"| {row['batch']} | {row['variant']} | {_prep_cell(row)} | {_cell(row['ttft_s'])} "
+            f"| {_cell(row['total_s'])} | {_cell(row['e2e_s'])} | {vs_raw} |"
+        )
+    lines += ["", "Formats:", ""]
+    lines += [
+        f"- `{f}`: {FORMAT_LABELS[f]}" for f in FORMATS if any(r["variant"] == f for r in rows)
+    ]
+    lines.append("")
+    return lines
+
+
+def _reuse_table(summary: list[dict[str, Any]], ratios: dict[str, Any]) -> list[str]:
+    rows = [r for r in summary if r["case"] == "reuse"]
+    if not rows:
+        return []
+    side = rows[0]["side"]
+    lines = [
+        "## (b) Reuse: one image, K questions",
+        "",
+        f"K questions about one {side} px image, asked one after another: the raw image every",
+        "time, or its embedding computed once (processor and encoder run once) and reused.",
+        "Times are for all K questions together.",
+        "",
+        "| K | radix cache | variant | client prep | engine (sum) | end to end | raw / reuse |",
+        "| ---: | --- | --- | --- | --- | --- | ---: |",
+    ]
+    rows.sort(key=lambda r: (r["k"], str(r["radix"]), r["variant"]))
+    for row in rows:
+        found = next(
+            (x for x in ratios["reuse"] if x["k"] == row["k"] and x["radix"] == row["radix"]), None
+        )
+        radix = {None: "n/a", True: "on", False: "off"}[row["radix"]]
+        speed = _ratio(found and found["raw_over_reuse"]) if row["variant"] == "reuse" else ""
+        lines.append(
+            f"| {row['k']} | {radix} | {row['variant']} | {_prep_cell(row)} | {_cell(row['total_s'])} "
+            f"| {_cell(row['e2e_s'])} | {speed} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _limit_table(summary: list[dict[str, Any]], ratios: dict[str, Any]) -> list[str]:
+    rows = [r for r in summary if r["case"] == "limit"]
+    if not rows:
+        return []
+    lines = [
+        "## (c) The limit: an image request against a text request of the same length",
+        "",
+        "`text`: a text-only prompt padded with a filler token to exactly the image prompt's",
+        "number of ids. `precomputed`: the image as a precomputed embedding (engine time only;",
+        "the client's encoder time is in (a)). `raw`: the raw image, so the engine decodes,",
+        "preprocesses and encodes it: raw TTFT minus text TTFT is the engine's own image work.",
+        "",
+        "| image px | image tokens | prompt ids | variant | engine TTFT | engine total | TTFT / text |",
+        "| ---: | ---: | ---: | --- | --- | --- | ---: |",
+    ]
+    order = {v: i for i, v in enumerate(LIMIT_VARIANTS)}
+    rows.sort(key=lambda r: (r["side"], order.get(r["variant"], 9)))
+    for row in rows:
+        text = _find(rows, variant="text", side=row["side"])
+        lines.append(
+            f"| {row['side']} | {row.get('image_tokens', '')} | {row.get('input_len', '')} "
+            f"| {row['variant']} | {_cell(row['ttft_s'])} | {_cell(row['total_s'])} "
+            f"| {_ratio(ratio(_med(row, 'ttft_s'), _med(text, 'ttft_s')))} |"
+        )
+    lines += [
+        "",
+        "| image px | precomputed / text (TTFT) | precomputed / text (total) | engine's image work (raw - text TTFT) |",
+        "| ---: | ---: | ---: | --- |",
+    ]
+    for item in ratios["limit"]:
+        lines.append(
+            f"| {item['side']} | {_ratio(item['precomputed_over_text_ttft'])} "
+            f"| {_ratio(item['precomputed_over_text_total'])} | {fmt_seconds(item['engine_vision_s'])} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _load_table(results: dict[str, Any]) -> list[str]:
+    load = results.get("load")
+    if not load:
+        return []
+    info = load["checkpoint"]
+    built = info.get("built_by", {})
+    lines = [
+        "## (d) Loading only the vision weights",
+        "",
+        f"Checkpoint: `{info['path']}`, {info['shards']} safetensors shard(s), "
+        f"{info['weight_bytes'] / 2**30:.2f} GiB of bf16 weights"
+        + (f" ({built['source']})" if built.get("source") else "")
+        + ".",
+        "",
+        "*vision*: `load_vision_encoder`; *full*: `from_pretrained` of the whole model in bf16, "
+        "then its vision tower. Each load runs in a fresh process. *cold*: the checkpoint's "
+        "files evicted from the page cache first (`posix_fadvise(DONTNEED)`); *warm*: read "
+        "once before. *load call*: the call alone; *ready*: the call plus touching every page "
+        "of the vision weights, as the first image would (transformers maps a bf16 checkpoint "
+        "into memory without reading it, so the call alone hides part of the cost). *read*: "
+        "`read_bytes` of `/proc/self/io` until ready; *peak RSS*: `ru_maxrss` of the process, "
+        "and how much the load added to it (its value after the imports).",
+        "",
+        "| mode | page cache | load call | ready | read MiB | peak RSS MiB | added RSS MiB "
+        "| GPU peak MiB | vision parameters | shards opened |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in sorted(load["summary"], key=lambda r: (r["cache"], r["mode"] != "vision")):
+        gpu = row.get("gpu_peak_bytes")
+        added = row["peak_rss"]["median"] - row["rss_before"]["median"]
+        lines.append(
+            f"| {row['mode']} | {row['cache']} | {_cell(row['seconds'])} "
+            f"| {_cell(row['ready_seconds'])} | {_mib(row['read_bytes']['median'])} "
+            f"| {_mib(row['peak_rss']['median'])} | {_mib(added)} "
+            f"| {_mib(gpu) if gpu else 'n/a'} | {row['vision_parameters']:,} "
+            f"| {len(row['files_opened'])} |"
+        )
+    lines += [
+        "",
+        "| page cache | load call full / vision | ready full / vision | read full / vision "
+        "| peak RSS full / vision | added RSS full / vision |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for item in results["ratios"]["load"]:
+        lines.append(
+            f"| {item['cache']} | {_ratio(item['seconds_full_over_vision'])} "
+            f"| {_ratio(item['ready_full_over_vision'])} "
+            f"| {_ratio(item['read_bytes_full_over_vision'])} "
+            f"| {_ratio(item['peak_rss_full_over_vision'])} "
+            f"| {_ratio(item['added_rss_full_over_vision'])} |"
+        )
+    lines.append("")
+    return lines
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    """The markdown tables of a results dict (what ``results.md`` holds).
+
+    Example:
+        >>> markdown_report(results).startswith("---")  # doctest: +SKIP
+        True
+    """
+    summary, ratios = results["summary"], results["ratios"]
+    lines = _header(results)
+    lines += _formats_table(summary, ratios)
+    lines += _reuse_table(summary, ratios)
+    lines += _limit_table(summary, ratios)
+    lines += _load_table(results)
+    bad = [r for r in summary if not r["tokens_ok"]]
+    if bad:
+        lines += [
+            "**Warning:** some requests did not generate exactly "
+            f"{results['settings']['max_new_tokens']} tokens: "
+            + ", ".join(f"{r['case']}/{r['variant']}" for r in bad),
+            "",
+        ]
+    if results.get("figure"):
+        lines += [f"![benchmark figure]({FIGURE_FILE})", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- figure
+
+
+def write_figure(results: dict[str, Any], path: str | os.PathLike) -> bool:
+    """Draw the results as an SVG at ``path``; False (and nothing written) without matplotlib.
+
+    Example:
+        >>> write_figure(results, "results.svg")  # doctest: +SKIP
+        True
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    matplotlib.rcParams["svg.hashsalt"] = "vlm-tutorial-bench"
+    matplotlib.rcParams["svg.fonttype"] = "none"
+    summary = results["summary"]
+    panels = [
+        name
+        for name, present in (
+            ("formats", any(r["case"] == "formats" for r in summary)),
+            ("reuse", any(r["case"] == "reuse" for r in summary)),
+            ("limit", any(r["case"] == "limit" for r in summary)),
+            ("load", bool(results.get("load"))),
+        )
+        if present
+    ]
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], panels, strict=True):
+        {"formats": _plot_formats, "reuse": _plot_reuse, "limit": _plot_limit, "load": _plot_load}[
+            name
+        ](ax, results)
+    settings = results["settings"]
+    fig.suptitle(
+        f"{settings['family']} / {settings['backend']} on {results['meta']['device']['name']} "
+        "(medians; whiskers: quartiles)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    return True
+
+
+def _err(stats: dict[str, Any], scale: float = 1000.0) -> list[float]:
+    return [(stats["median"] - stats["q1"]) * scale, (stats["q3"] - stats["median"]) * scale]
+
+
+def _plot_formats(ax: Any, results: dict[str, Any]) -> None:
+    from matplotlib.patches import Patch
+
+    rows = [r for r in results["summary"] if r["case"] == "formats" and r["batch"] == 1]
+    sides = sorted({r["side"] for r in rows})
+    fmts = [f for f in FORMATS if any(r["variant"] == f for r in rows)]
+    width = 0.8 / max(len(fmts), 1)
+    handles = []
+    for i, fmt in enumerate(fmts):
+        color = f"C{i}"
+        xs, prep, engine, errs = [], [], [], []
+        for j, side in enumerate(sides):
+            row = _find(rows, variant=fmt, side=side)
+            if row is None:
+                continue
+            xs.append(j + i * width)
+            prep.append(row["prep_s"]["median"] * 1000)
+            engine.append(row["total_s"]["median"] * 1000)
+            errs.append(_err(row["e2e_s"]))
+        ax.bar(xs, engine, width, color=color)
+        ax.bar(xs, prep, width, bottom=engine, color=color, alpha=0.4, hatch="//")
+        if errs:
+            top = [a + b for a, b in zip(engine, prep, strict=True)]
+            ax.errorbar(
+                xs, top, yerr=list(zip(*errs, strict=True)), fmt="none", ecolor="black", lw=0.8
+            )
+        handles.append(Patch(color=color, label=fmt))
+    handles.append(
+        Patch(facecolor="white", edgecolor="gray", hatch="//", label="client prep (on top)")
+    )
+    ax.set_xticks([j + width * (len(fmts) - 1) / 2 for j in range(len(sides))])
+    tokens = {r["side"]: r.get("image_tokens") for r in rows}
+    ax.set_xticklabels([f"{s}px\n{tokens.get(s)} tok" for s in sides])
+    ax.set_ylabel("end to end, one request (ms)")
+    ax.set_title("(a) formats: engine total + client prep", fontsize=9)
+    ax.legend(handles=handles, fontsize=7)
+
+
+def _plot_reuse(ax: Any, results: dict[str, Any]) -> None:
+    rows = [r for r in results["summary"] if r["case"] == "reuse"]
+    for variant in ("raw", "reuse"):
+        for radix in sorted({str(r["radix"]) for r in rows}):
+            sel = sorted(
+                (r for r in rows if r["variant"] == variant and str(r["radix"]) == radix),
+                key=lambda r: r["k"],
+            )
+            if not sel:
+                continue
+            label = variant + (
+                "" if radix == "None" else f", radix {'on' if radix == 'True' else 'off'}"
+            )
+            ax.errorbar(
+                [r["k"] for r in sel],
+                [r["e2e_s"]["median"] * 1000 for r in sel],
+                yerr=list(zip(*[_err(r["e2e_s"]) for r in sel], strict=True)),
+                marker="o",
+                capsize=3,
+                label=label,
+            )
+    ks = sorted({r["k"] for r in rows})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks)
+    ax.set_xticklabels([str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("questions about one image (K)")
+    ax.set_ylabel("end to end, all K questions (ms)")
+    ax.set_title("(b) reuse one embedding", fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def _plot_limit(ax: Any, results: dict[str, Any]) -> None:
+    rows = [r for r in results["summary"] if r["case"] == "limit"]
+    sides = sorted({r["side"] for r in rows})
+    width = 0.8 / len(LIMIT_VARIANTS)
+    for i, variant in enumerate(LIMIT_VARIANTS):
+        sel = [_find(rows, variant=variant, side=s) for s in sides]
+        xs = [j + i * width for j, r in enumerate(sel) if r is not None]
+        ys = [r["ttft_s"]["median"] * 1000 for r in sel if r is not None]
+        errs = [_err(r["ttft_s"]) for r in sel if r is not None]
+        ax.bar(
+            xs,
+            ys,
+            width,
+            label=variant,
+            yerr=list(zip(*errs, strict=True)) if errs else None,
+            capsize=2,
+        )
+    ax.set_xticks([j + width for j in range(len(sides))])
+    tokens = {r["side"]: r.get("input_len") for r in rows}
+    ax.set_xticklabels([f"{s}px\n{tokens.get(s)} ids" for s in sides])
+    ax.set_ylabel("engine time to first token (ms)")
+    ax.set_title("(c) image vs text prompt of equal length", fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def _plot_load(ax: Any, results: dict[str, Any]) -> None:
+    summary = results["load"]["summary"]
+    labels, call, rest, errs, colors = [], [], [], [], []
+    for cache in ("cold", "warm"):
+        for mode in ("vision", "full"):
+            row = next((r for r in summary if r["mode"] == mode and r["cache"] == cache), None)
+            if row is None:
+                continue
+            labels.append(f"{mode}\n{cache}")
+            call.append(row["seconds"]["median"])
+            rest.append(max(row["ready_seconds"]["median"] - row["seconds"]["median"], 0.0))
+            errs.append(_err(row["ready_seconds"], 1.0))
+            colors.append("tab:green" if mode == "vision" else "tab:gray")
+    xs = list(range(len(call)))
+    ax.bar(xs, call, color=colors, label="load call")
+    ax.bar(
+        xs,
+        rest,
+        bottom=call,
+        color=colors,
+        alpha=0.4,
+        hatch="//",
+        label="first touch of the weights",
+    )
+    tops = [a + b for a, b in zip(call, rest, strict=True)]
+    if errs:
+        ax.errorbar(
+            xs, tops, yerr=list(zip(*errs, strict=True)), fmt="none", ecolor="black", capsize=3
+        )
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels)
+    ax.set_ylabel("time until the vision weights are ready (s)")
+    info = results["load"]["checkpoint"]
+    ax.set_title(
+        f"(d) vision-only vs whole-model load ({info['weight_bytes'] / 2**30:.1f} GiB)", fontsize=9
+    )
+    ax.legend(fontsize=7)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def merge_results(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Add ``old``'s measurements that ``new`` did not redo (for runs split into several commands).
+
+    A record of ``old`` is kept unless ``new`` has a record of the same group
+    (case, variant, radix, size, batch, K); ``old``'s load case is kept unless
+    ``new`` has one. Both runs must be of the same family, backend and model.
+
+    Example:
+        >>> merged = merge_results(json.loads(Path("results.json").read_text()), results)  # doctest: +SKIP
+    """
+    for key in ("family", "backend", "model"):
+        before, after = old["settings"].get(key), new["settings"].get(key)
+        if before and after and before != after:
+            raise ValueError(
+                f"cannot merge: the existing results have {key}={before!r}, this run {after!r}; "
+                "use another --out folder"
+            )
+    redone = {_group_key(r) for r in new.get("records", [])}
+    merged = dict(new)
+    merged["records"] = [r for r in old.get("records", []) if _group_key(r) not in redone]
+    merged["records"] += new.get("records", [])
+    if not new.get("load") and old.get("load"):
+        merged["load"] = old["load"]
+    earlier = list(old.get("merged_from", []))
+    earlier.append(
+        {
+            "command": old["meta"]["command"],
+            "started": old["meta"].get("started"),
+            "settings": old["settings"],
+        }
+    )
+    merged["merged_from"] = earlier
+    if not new["settings"].get("model"):
+        merged["settings"] = {
+            **new["settings"],
+            "model": old["settings"].get("model"),
+            "model_kind": old["settings"].get("model_kind"),
+        }
+    return merged
+
+
+def write_outputs(results: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Path | None]:
+    """Write ``results.json``, ``results.svg`` (if matplotlib is there) and ``results.md``.
+
+    Example:
+        >>> write_outputs(results, "docs/benchmarks/cpu/qwen2_5_vl")  # doctest: +SKIP
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results["summary"] = summarize_records(results.get("records", []))
+    load = results.get("load")
+    if load:
+        load["summary"] = load_summary(load["rows"])
+    results["ratios"] = headline_ratios(results["summary"], load["rows"] if load else None)
+    figure = out / FIGURE_FILE
+    results["figure"] = write_figure(results, figure)
+    if not results["figure"] and figure.exists():
+        figure.unlink()
+    json_path = out / RESULTS_FILE
+    json_path.write_text(json.dumps(results, indent=1, sort_keys=False, default=str) + "\n")
+    table = out / TABLE_FILE
+    table.write_text(markdown_report(results))
+    return {"json": json_path, "table": table, "figure": figure if results["figure"] else None}
+
+
+__all__ = [
+    "FIGURE_FILE",
+    "RESULTS_FILE",
+    "TABLE_FILE",
+    "fmt_seconds",
+    "headline_ratios",
+    "load_ratios",
+    "load_summary",
+    "markdown_report",
+    "merge_results",
+    "summarize_records",
+    "write_figure",
+    "write_outputs",
+]
