@@ -393,7 +393,8 @@ class VisionEncoder:
 
     Attributes:
         family: the :class:`~vlm_tutorial.families.ModelFamily`.
-        device, dtype: where and in which precision the weights live.
+        device: where the weights live.
+        dtype: the precision of the weights (the checkpoint's unless asked otherwise).
         text_hidden_size: the language model's hidden size (embedding width).
         image_token_id: the token repeated once per embedding row in ``input_ids``.
         vision_parameters: number of parameters loaded.
