@@ -27,8 +27,8 @@
 #   sglang         the Rust _core extensions (HTTP server, gRPC, Inkling) dropped
 #   transformers   only the model folders that `import sglang`, its Engine, its model registry and
 #                  AutoProcessor for Qwen2.5-VL and Llama 4 import (traced), see TF_MODELS below
-#   ipykernel      installed without debugpy and jedi/parso (optional imports; a kernel runs
-#                  cells without them, checked with nbclient in tests/test_gpu_tooling.py's notes)
+#   ipykernel      installed without debugpy and jedi/parso (optional imports: a kernel ran
+#                  cells under nbclient, papermill and nbval without them; docs/gpu/README.md)
 #
 # Needs: python3 with pip, `strip` (binutils), unzip, ~1 GB free in $TMPDIR.
 set -euo pipefail
