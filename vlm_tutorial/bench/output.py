@@ -526,14 +526,20 @@ def write_figure(results: dict[str, Any], path: str | os.PathLike) -> bool:
     ]
     if not panels:
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    width = max(5.2 * len(panels), 7.5)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.2), squeeze=False)
+    plots = {
+        "formats": _plot_formats,
+        "reuse": _plot_reuse,
+        "limit": _plot_limit,
+        "load": _plot_load,
+    }
     for ax, name in zip(axes[0], panels, strict=True):
-        {"formats": _plot_formats, "reuse": _plot_reuse, "limit": _plot_limit, "load": _plot_load}[
-            name
-        ](ax, results)
+        plots[name](ax, results)
     settings = results["settings"]
+    what = settings["backend"] if summary else "vision-only loading"
     fig.suptitle(
-        f"{settings['family']} / {settings['backend']} on {results['meta']['device']['name']} "
+        f"{settings['family']} / {what} on {results['meta']['device']['name']} "
         "(medians; whiskers: quartiles)",
         fontsize=10,
     )
