@@ -26,7 +26,8 @@
 #   xgrammar       static library and headers dropped, debug info stripped
 #   sglang         the Rust _core extensions (HTTP server, gRPC, Inkling) dropped
 #   transformers   only the model folders that `import sglang`, its Engine, its model registry and
-#                  AutoProcessor for Qwen2.5-VL and Llama 4 import (traced), see TF_MODELS below
+#                  AutoProcessor for Qwen2.5-VL and Llama 4 import (traced), see TF_MODELS below,
+#                  plus every folder the auto mappings map to the classes in TF_CLASSES
 #   ipykernel      installed without debugpy and jedi/parso (optional imports: a kernel ran
 #                  cells under nbclient, papermill and nbval without them; docs/gpu/README.md)
 #
@@ -93,6 +94,16 @@ TF_MODELS=(
   qwen3 qwen3_moe siglip siglip2 starcoder2 vitdet whisper
 )
 
+# Classes the tiny and real checkpoints of both families name in their configs. transformers
+# resolves each by importing the first model folder its auto mappings map to it (for
+# Qwen2Tokenizer that is audioflamingo3), so every folder mapped to one of them is kept too.
+TF_CLASSES=(
+  Qwen2Tokenizer Qwen2TokenizerFast Qwen2_5_VLProcessor Qwen2VLImageProcessor
+  Qwen2VLImageProcessorFast Qwen2VLImageProcessorPil Qwen2VLVideoProcessor Llama4Processor
+  Llama4ImageProcessor Llama4ImageProcessorFast Llama4ImageProcessorPil TokenizersBackend
+  PreTrainedTokenizerFast
+)
+
 fetch "$WORK/raw" "${REPACKED[@]}" "${TF[0]}"
 fetch "$OUT/whl" "${ENGINE_DEPS[@]}"
 fetch "$OUT/whl-tf" "${TF[1]}"
@@ -114,19 +125,60 @@ import tempfile
 import zipfile
 
 src, outdir, *args = sys.argv[1:]
-drop, strip, keep_parent, keep = [], [], None, set()
+drop, strip, keep_parent, keep, mapped = [], [], None, set(), set()
 mode = None
 for arg in args:
-    if arg in ("--drop", "--strip", "--keep-dirs"):
+    if arg in ("--drop", "--strip", "--keep-dirs", "--keep-mapped"):
         mode = arg
     elif mode == "--drop":
         drop.append(arg)
     elif mode == "--strip":
         strip.append(arg)
+    elif mode == "--keep-mapped":
+        mapped.add(arg)
     elif keep_parent is None:
         keep_parent = arg.rstrip("/") + "/"
     else:
         keep.add(arg)
+
+
+def mapped_folders(zin, classes):
+    """transformers' model folders that its auto mappings map to any of ``classes``.
+
+    AutoTokenizer/AutoProcessor/AutoImageProcessor resolve a class name by importing
+    the folder of the FIRST model type mapped to it (e.g. Qwen2Tokenizer ->
+    audioflamingo3), so every such folder must be present.
+    """
+    import ast
+    import re
+
+    def parse(path):
+        return ast.parse(zin.read(path).decode())
+
+    special = {}
+    for node in ast.walk(parse("transformers/models/auto/configuration_auto.py")):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", "") == "SPECIAL_MODEL_TYPE_TO_MODULE_NAME" for t in node.targets
+        ):
+            for sub in ast.walk(node.value):
+                if isinstance(sub, ast.Dict):
+                    for k, v in zip(sub.keys, sub.values):
+                        if isinstance(k, ast.Constant) and isinstance(v, ast.Constant):
+                            special[k.value] = v.value
+    found = set()
+    for path in zin.namelist():
+        if not re.fullmatch(r"transformers/models/auto/[a-z_]+\.py", path):
+            continue
+        for node in ast.walk(parse(path)):
+            if not (isinstance(node, ast.Tuple) and len(node.elts) == 2):
+                continue
+            key = node.elts[0]
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                continue
+            names = {n.value for n in ast.walk(node.elts[1]) if isinstance(n, ast.Constant)}
+            if names & classes:
+                found.add(special.get(key.value, key.value.replace("-", "_")))
+    return found
 
 
 def wanted(name):
@@ -145,6 +197,10 @@ def digest(data):
 
 
 with zipfile.ZipFile(src) as zin:
+    if mapped:
+        extra = mapped_folders(zin, mapped) - keep
+        print(f"  + {len(extra)} model folders mapped to {sorted(mapped)}: {' '.join(sorted(extra))}")
+        keep |= extra
     infos = [i for i in zin.infolist() if wanted(i.filename)]
     blobs = {i.filename: zin.read(i.filename) for i in infos}
 for name in blobs:
@@ -184,7 +240,7 @@ repack "$WORK"/raw/flashinfer_python-0.6.15.post1-*.whl "$OUT/whl" --drop \
 repack "$WORK"/raw/xgrammar-0.2.1-*.whl "$OUT/whl" --drop 'xgrammar/lib/*' 'xgrammar/include/*' \
   --strip 'xgrammar/*.so'
 repack "$WORK"/raw/transformers-5.12.1-*.whl "$OUT/whl-tf" --keep-dirs transformers/models \
-  "${TF_MODELS[@]}"
+  "${TF_MODELS[@]}" --keep-mapped "${TF_CLASSES[@]}"
 
 # kit.json: contents and sizes; the device call's 64 MiB covers the kit plus the repository.
 "$PY" - "$OUT" "$LIMIT_BYTES" <<'PYEOF'
