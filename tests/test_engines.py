@@ -457,3 +457,14 @@ def test_auto_picks_the_reference_engine_here_and_says_why(tiny_paths, capsys):
     assert printed.count("ignoring SGLang-only engine arguments") == 1
     assert "enable_multimodal" in printed and "mem_fraction_static" in printed
     assert engine.model is None  # shut down on exit
+
+
+def test_text_only_input_ids_are_used_as_given(tiny_paths):
+    """SGLang does not decode and re-tokenize text-only input_ids; neither does the reference engine."""
+    from vlm_tutorial.engines import ReferenceEngine
+
+    engine = ReferenceEngine(tiny_paths["qwen2_5_vl"])
+    ids = [151644, 872, 198, 9707, 151645, 198, 151644, 77091, 198]
+    out = engine.generate(input_ids=ids, sampling_params={"temperature": 0, "max_new_tokens": 3})
+    assert out["meta_info"]["prompt_tokens"] == len(ids)
+    engine.shutdown()

@@ -558,6 +558,11 @@ class ReferenceEngine:
                 )
             return self._preprocessed_inputs(req["input_ids"], items[0])
         prompt = req["prompt"]
+        if prompt is None and not items:  # text-only input_ids: used as they are, as SGLang does
+            import torch
+
+            ids = torch.tensor([_ids_list(req["input_ids"])], dtype=torch.long)
+            return self._finish_inputs({"input_ids": ids})
         if prompt is None:  # input_ids with raw images: SGLang decodes the ids back to text
             prompt = self.tokenizer.decode(req["input_ids"])
         if items:
