@@ -206,7 +206,7 @@ def child(mode: str, cache: str, path: str, device: str = "cpu") -> dict[str, An
 def run_child(
     mode: str, cache: str, path: str | os.PathLike, device: str = "cpu"
 ) -> dict[str, Any]:
-    """Run :func:`child` in a fresh interpreter and return its JSON result.
+    """Run ``child`` in a fresh interpreter and return its JSON result.
 
     Example:
         >>> run_child("vision", "warm", folder)["mode"]  # doctest: +SKIP
