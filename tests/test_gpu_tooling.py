@@ -182,7 +182,7 @@ def test_gpu_tests_use_real_server_args(server_args: set[str], support: ModuleTy
     assert "a_made_up_flag" not in server_args  # the list is not a catch-all
 
 
-# --------------------------------------------------------------------------- GPU test helpers
+# --------------------------------------------------------------------------- GPU test support code
 
 
 @pytest.fixture(scope="module")

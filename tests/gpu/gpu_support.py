@@ -1,4 +1,4 @@
-"""Plain helpers of the GPU tests: requests per format, greedy comparisons, SGLang's processes.
+"""Support code of the GPU tests: requests per format, greedy comparisons, SGLang's processes.
 
 Nothing here imports sglang, so the module also loads on a CPU machine, where
 the GPU tests are collected and skipped.
