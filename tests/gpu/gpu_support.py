@@ -99,13 +99,22 @@ def build_format_requests(
         raw_request,
     )
 
+    # SGLang preprocesses raw images with the fast image processor on its GPU; doing the same
+    # here gives formats 2 and 3 the very pixels format 1 gets (CPU and GPU resizes differ).
+    kwargs = {"device": "cuda"} if _cuda() else {}
     return {
         "raw": raw_request(prompt, list(images)),
-        "processor_output": processor_output_request(processor, prompt, list(images)),
+        "processor_output": processor_output_request(processor, prompt, list(images), **kwargs),
         "precomputed_embedding": precomputed_embedding_request(
-            processor, prompt, list(images), encoder
+            processor, prompt, list(images), encoder, **kwargs
         ),
     }
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def batch_request(requests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

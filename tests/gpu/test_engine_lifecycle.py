@@ -38,6 +38,7 @@ def test_no_sglang_process_left_after_body_raises(family_name: str) -> None:
     free_before, _ = torch.cuda.mem_get_info()
     since = time.time()
     during: list = []
+    names: list[str] = []
     with (
         pytest.raises(BodyError),
         open_engine(path, backend="sglang", **COMPARE_ENGINE_ARGS) as engine,
@@ -47,8 +48,8 @@ def test_no_sglang_process_left_after_body_raises(family_name: str) -> None:
             prompt=prompt, image_data=[example_image()], sampling_params=greedy(2)
         )
         assert len(out["output_ids"]) == 2
+        names = describe_processes(during)  # while they run: afterwards their titles are gone
         raise BodyError("raised inside open_engine on purpose")
-    names = describe_processes(during)
     # The check must be able to fail: it has to see the scheduler while the engine runs.
     assert any("scheduler" in n for n in names), f"no sglang::scheduler seen while running: {names}"
     left = wait_until_gone(during, timeout=60)
