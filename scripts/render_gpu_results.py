@@ -221,9 +221,13 @@ def _agreements(record: Mapping[str, Any]) -> list[str]:
         for fmt, rec in recs.items():
             rows.append(_agreement_rows(f"format {fmt}", family, rec))
     for family, recs in record.get("multi_image", {}).items():
-        for fmt in ("processor_output", "precomputed_embedding"):
-            if fmt in recs:
-                rows.append(_agreement_rows(f"two images, {fmt}", family, recs[fmt]))
+        # one record per family, or one per image pair ("same_size", "mixed_size")
+        per_pair = recs if "prompt_tokens" not in recs else {"": recs}
+        for pair, rec in per_pair.items():
+            label = f"two images{', ' + pair.replace('_', ' ') if pair else ''}"
+            for fmt in ("processor_output", "precomputed_embedding"):
+                if fmt in rec:
+                    rows.append(_agreement_rows(f"{label}, {fmt}", family, rec[fmt]))
     for family, per_fmt in record.get("batch", {}).items():
         for fmt, recs in per_fmt.items():
             for i, rec in enumerate(recs):

@@ -210,3 +210,23 @@ def test_qwen_processor_output_needs_grid():
 def test_has_pixel_tensors():
     assert not has_pixel_tensors([qwen_embedding_dict()])
     assert has_pixel_tensors([dict(qwen_embedding_dict(), pixel_values=torch.zeros(1))])
+
+
+def _two_llama_images(first: int, second: int) -> list[int]:
+    return [200000] + llama_ids(first)[1:-1] + [7] + llama_ids(second)[1:-1] + [5]
+
+
+def test_llama4_embeddings_of_images_with_different_token_counts_rejected():
+    from vlm_tutorial.validation import llama4_tokens_per_image
+
+    mixed = _two_llama_images(20, 12)
+    assert llama4_tokens_per_image(mixed) == [20, 12]
+    bad = dict(llama_embedding_dict(rows=32), input_ids=torch.tensor([mixed]))
+    with pytest.raises(RequestFormatError, match=r"different numbers of image tokens \[20, 12\]"):
+        validate_image_data([bad], input_ids=mixed)
+    same = _two_llama_images(16, 16)
+    validate_image_data([dict(llama_embedding_dict(rows=32), input_ids=torch.tensor([same]))],
+                        input_ids=same)
+    # pixels (format 2) of mixed sizes are fine: SGLang splits them by tile
+    validate_image_data([{"format": "processor_output", "pixel_values": torch.zeros(8, 3, 4, 4)}],
+                        input_ids=mixed)

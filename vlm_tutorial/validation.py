@@ -162,6 +162,41 @@ def _check_embedding(
     _check_width(shape[1], hidden, key)
 
 
+#: Llama 4's tokens around one image's tiles.
+LLAMA4_IMAGE_START, LLAMA4_IMAGE_END = 200080, 200081
+
+
+def llama4_tokens_per_image(ids: list[int]) -> list[int]:
+    """Number of ``<|patch|>`` tokens of each image in Llama 4 ``input_ids``.
+
+    Example:
+        >>> llama4_tokens_per_image([1, 200080, 200092, 200092, 200081, 200080, 200092, 200081])
+        [2, 1]
+    """
+    counts: list[int] = []
+    inside = False
+    for token in ids:
+        if token == LLAMA4_IMAGE_START:
+            counts.append(0)
+            inside = True
+        elif token == LLAMA4_IMAGE_END:
+            inside = False
+        elif inside and token == LLAMA4.embedding_token_id:
+            counts[-1] += 1
+    return counts
+
+
+def _check_llama4_equal_images(ids: list[int]) -> None:
+    counts = llama4_tokens_per_image(ids)
+    if len(set(counts)) > 1:
+        raise RequestFormatError(
+            f"the images of this Llama 4 request have different numbers of image tokens {counts}: "
+            "SGLang 0.5.17 places precomputed_embeddings of such a request wrongly (measured on "
+            "an H100: the answer changes), while images of one size work. Send one request per "
+            "image, resize the images to one size, or use format='processor_output' with pixels"
+        )
+
+
 def _check_preprocessed(
     item: dict[str, Any], fmt: str, ids: list[int], hidden_size: int | None
 ) -> None:
@@ -212,6 +247,8 @@ def _check_preprocessed(
             )
         if has_emb:
             _check_embedding(item, "precomputed_embeddings", ids, family, hidden_size)
+            if family is LLAMA4:
+                _check_llama4_equal_images(ids)
     grid = item.get("image_grid_thw")
     if family is QWEN2_5_VL and grid is not None:
         grid_rows = grid.tolist() if hasattr(grid, "tolist") else list(grid)
@@ -314,4 +351,5 @@ __all__ = [
     "dict_format",
     "validate_image_data",
     "has_pixel_tensors",
+    "llama4_tokens_per_image",
 ]
