@@ -216,9 +216,8 @@ def test_multi_image_request_per_format(
     """
     from PIL import Image
 
-    from vlm_tutorial.prompts import build_prompt
-
     from vlm_tutorial.errors import RequestFormatError
+    from vlm_tutorial.prompts import build_prompt
 
     if pair == "same_size":
         images = [images[0], images[0].transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
