@@ -151,6 +151,13 @@ def _is_tiny_folder(path: str) -> bool:
     return (Path(path) / "tiny_model.json").is_file()
 
 
+def _quiet_progress_bars() -> None:
+    """Keep transformers' per-checkpoint loading bars out of notebook outputs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def notebook_settings(
     family: str,
     model_path: str | os.PathLike | None = None,
@@ -169,6 +176,7 @@ def notebook_settings(
         True
     """
     env = os.environ if env is None else env
+    _quiet_progress_bars()
     backend = _env(env, "BACKEND") or backend
     model_path = _env(env, "MODEL_PATH") or model_path
     image = _env(env, "IMAGE") or image
