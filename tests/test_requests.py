@@ -44,9 +44,10 @@ def test_raw_request_passes_images_through(prompts, image):
     assert req == {"prompt": prompts["qwen2_5_vl"], "image_data": [image]}
 
 
-def test_raw_request_turns_paths_into_str(prompts):
-    req = raw_request(prompts["llama4"], [Path("/data/cat.png")])
-    assert req["image_data"] == ["/data/cat.png"]
+def test_raw_request_turns_paths_into_str(prompts, image, tmp_path):
+    image.save(tmp_path / "cat.png")
+    req = raw_request(prompts["llama4"], [Path(tmp_path / "cat.png")])
+    assert req["image_data"] == [str(tmp_path / "cat.png")]
 
 
 def test_raw_request_rejects_bad_input(prompts, image):
@@ -120,7 +121,8 @@ def test_llama4_precomputed_request_uses_the_form_sglang_0_5_17_accepts(
     req = precomputed_embedding_request(processors["llama4"], prompts["llama4"], [image],
                                         encoders["llama4"])
     (item,) = req["image_data"]
-    assert set(item) == {"format", "input_ids", "precomputed_embeddings"}
+    # No input_ids in the dict: SGLang takes generate(input_ids=...)'s (base_processor.py, 0.5.17).
+    assert set(item) == {"format", "precomputed_embeddings"}
     assert item["format"] == "processor_output"
     assert not has_pixel_tensors(req["image_data"])
     rows = req["input_ids"].count(LLAMA4.embedding_token_id)
@@ -132,7 +134,7 @@ def test_full_processor_output_kept_only_on_request(processors, prompts, image, 
                                         encoders["qwen2_5_vl"], keep_processor_output=True)
     assert has_pixel_tensors(req["image_data"])
     assert req["image_data"][0]["format"] == "precomputed_embedding"
-    with pytest.raises(RequestFormatError, match="not possible for Llama 4"):
+    with pytest.raises(RequestFormatError, match="not possible for llama4"):
         precomputed_embedding_request(processors["llama4"], prompts["llama4"], [image],
                                       encoders["llama4"], keep_processor_output=True)
 
@@ -178,6 +180,22 @@ def test_raw_request_makes_existing_relative_paths_absolute(prompts, tmp_path, m
     monkeypatch.chdir(tmp_path)
     req = raw_request(prompts["qwen2_5_vl"], ["pic.png"])
     assert req["image_data"] == [str(tmp_path / "pic.png")]
-    # a string that is not an existing file (a URL, base64, a missing path) passes as given
-    req = raw_request(prompts["qwen2_5_vl"], ["missing.png"])
-    assert req["image_data"] == ["missing.png"]
+    # a URL passes as given, for the engine to download once
+    req = raw_request(prompts["qwen2_5_vl"], ["http://127.0.0.1:9/pic.png"])
+    assert req["image_data"] == ["http://127.0.0.1:9/pic.png"]
+
+
+@pytest.mark.parametrize(
+    ("source", "error", "message"),
+    [
+        ("missing.png", "ImageLoadError", "file not found: missing.png"),
+        ("aGVsbG8gd29ybGQ=", "ImageDecodeError", "not an image PIL can read"),
+        ("data:image/png;base64,@@@", "ImageDecodeError", "invalid base64"),
+        (b"not an image", "ImageDecodeError", "not an image PIL can read"),
+    ],
+)
+def test_raw_request_refuses_sources_the_engine_could_not_read(prompts, source, error, message):
+    import vlm_tutorial.errors as errors
+
+    with pytest.raises(getattr(errors, error), match=message):
+        raw_request(prompts["qwen2_5_vl"], [source])

@@ -12,7 +12,13 @@ from vlm_tutorial.errors import (
     UnsupportedImageSourceError,
 )
 from vlm_tutorial.families import LLAMA4, QWEN2_5_VL
-from vlm_tutorial.validation import dict_format, has_pixel_tensors, validate_image_data
+from vlm_tutorial.validation import (
+    dict_format,
+    has_pixel_tensors,
+    validate_image_data,
+    validate_input_ids,
+    validate_sampling_params,
+)
 
 QWEN_PAD = QWEN2_5_VL.embedding_token_id
 LLAMA_PATCH = LLAMA4.embedding_token_id
@@ -31,7 +37,7 @@ def qwen_embedding_dict(rows: int = 16, width: int = HIDDEN, grid=((1, 8, 8),)) 
     return {
         "format": "precomputed_embedding",
         "feature": torch.zeros(rows, width),
-        "image_grid_thw": torch.tensor(grid),
+        "image_grid_thw": grid if isinstance(grid, (str, torch.Tensor)) else torch.tensor(grid),
     }
 
 
@@ -136,7 +142,7 @@ def test_batched_input_ids_rejected_single_row_accepted():
     ],
 )
 def test_embedding_rows_must_match_placeholders(make, ids, key):
-    with pytest.raises(EmbeddingShapeError, match=f"expected 16 embedding rows.*got 15 in '{key}'"):
+    with pytest.raises(EmbeddingShapeError, match=f"expected 16 embedding rows in '{key}'.*got 15"):
         validate_image_data([make(rows=15)], input_ids=ids(16))
     validate_image_data([make(rows=16)], input_ids=ids(16))
 
@@ -172,7 +178,7 @@ def test_qwen_embedding_needs_grid():
 
 
 def test_qwen_grid_must_match_placeholders():
-    with pytest.raises(RequestFormatError, match="describes 4 image tokens but input_ids hold 16"):
+    with pytest.raises(RequestFormatError, match=r"describes \[4\] image tokens per image but input_ids hold \[16\]"):
         validate_image_data([qwen_embedding_dict(grid=((1, 4, 4),))], input_ids=qwen_ids(16))
 
 
@@ -217,10 +223,8 @@ def _two_llama_images(first: int, second: int) -> list[int]:
 
 
 def test_llama4_embeddings_of_images_with_different_token_counts_rejected():
-    from vlm_tutorial.validation import llama4_tokens_per_image
-
     mixed = _two_llama_images(20, 12)
-    assert llama4_tokens_per_image(mixed) == [20, 12]
+    assert LLAMA4.tokens_per_image(mixed) == [20, 12]
     bad = dict(llama_embedding_dict(rows=32), input_ids=torch.tensor([mixed]))
     with pytest.raises(RequestFormatError, match=r"different numbers of image tokens \[20, 12\]"):
         validate_image_data([bad], input_ids=mixed)
@@ -230,3 +234,129 @@ def test_llama4_embeddings_of_images_with_different_token_counts_rejected():
     # pixels (format 2) of mixed sizes are fine: SGLang splits them by tile
     validate_image_data([{"format": "processor_output", "pixel_values": torch.zeros(8, 3, 4, 4)}],
                         input_ids=mixed)
+
+
+# --- embedding values -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "ids", "key"),
+    [(qwen_embedding_dict, qwen_ids, "feature"), (llama_embedding_dict, llama_ids, "precomputed_embeddings")],
+)
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (torch.full((16, HIDDEN), float("nan")), "NaN or infinite"),
+        (torch.full((16, HIDDEN), float("inf")), "NaN or infinite"),
+        (torch.ones(16, HIDDEN, dtype=torch.int64), "dtype torch.int64; an embedding is floating point"),
+        (torch.empty(16, HIDDEN, device="meta"), "meta device"),
+    ],
+    ids=["nan", "inf", "int64", "meta"],
+)
+def test_embedding_values_must_be_finite_floats_on_a_real_device(make, ids, key, value, message):
+    bad = make()
+    bad[key] = value
+    with pytest.raises(RequestFormatError, match=f"'{key}'.*{message}|{message}.*"):
+        validate_image_data([bad], input_ids=ids(16))
+    ok = make()
+    ok[key] = torch.randn(16, HIDDEN, dtype=torch.bfloat16)
+    validate_image_data([ok], input_ids=ids(16))
+
+
+# --- image_grid_thw ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (torch.tensor([[[1, 8, 8]]]), r"shape \(num_images, 3\)"),
+        (torch.tensor([[1, 8]]), r"shape \(num_images, 3\)"),
+        ("1x8x8", r"shape \(num_images, 3\)"),
+        (torch.tensor([[0, 8, 8]]), "must be >= 1 patch"),
+        (torch.tensor([[1, -8, -8]]), "must be >= 1 patch"),
+        (torch.tensor([[1, 7, 8]]), "multiples of 2"),
+        (torch.tensor([[1.0, 8.0, 8.0]]), "must hold integers"),
+    ],
+)
+def test_bad_grids_are_refused(grid, message):
+    with pytest.raises(RequestFormatError, match=message):
+        validate_image_data([qwen_embedding_dict(grid=grid)], input_ids=qwen_ids(16))
+
+
+def test_a_flat_grid_of_one_image_is_accepted():
+    validate_image_data([qwen_embedding_dict(grid=(1, 8, 8))], input_ids=qwen_ids(16))
+
+
+def test_grid_rows_must_match_each_image():
+    two = [1] + qwen_ids(8)[1:-1] + qwen_ids(24)[2:]
+    good = {"format": "precomputed_embedding", "feature": torch.zeros(32, HIDDEN),
+            "image_grid_thw": torch.tensor([[1, 4, 8], [1, 8, 12]])}
+    validate_image_data([good], input_ids=two)
+    swapped = dict(good, image_grid_thw=torch.tensor([[1, 8, 12], [1, 4, 8]]))
+    with pytest.raises(RequestFormatError, match=r"\[24, 8\] image tokens per image .* \[8, 24\]"):
+        validate_image_data([swapped], input_ids=two)
+
+
+# --- input_ids and sampling_params ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        ([], "input_ids is empty"),
+        ([1, 2.0, 3], r"input_ids\[1\] is 2.0 \(a float\)"),
+        ([1, "2"], r"input_ids\[1\] is '2' \(a str\)"),
+        ([1, True], r"input_ids\[1\] is True \(a bool\)"),
+        ([1, 99], r"input_ids\[1\] is 99, outside the vocabulary \[0, 50\)"),
+        ([-1], r"input_ids\[0\] is -1, outside the vocabulary"),
+        ("hello", "must be a list of ints, got str"),
+        (torch.tensor([[1.0, 2.0]]), "tensor of torch.float32"),
+        ([[1, 2], [3, 4]], "holds 2 sequences"),
+    ],
+)
+def test_bad_input_ids_are_refused(ids, message):
+    with pytest.raises(RequestFormatError, match=message):
+        validate_input_ids(ids, vocab_size=50)
+
+
+def test_valid_input_ids_pass_in_every_form():
+    assert validate_input_ids([1, 2], vocab_size=50) == [1, 2]
+    assert validate_input_ids(torch.tensor([[1, 2]]), vocab_size=50) == [1, 2]
+    assert validate_input_ids((1, 2)) == [1, 2]
+
+
+def test_image_requests_check_their_input_ids_too():
+    ids = qwen_ids(16)
+    ids[0] = 1.5
+    with pytest.raises(RequestFormatError, match=r"input_ids\[0\] is 1.5"):
+        validate_image_data([qwen_embedding_dict()], input_ids=ids)
+    with pytest.raises(RequestFormatError, match="outside the vocabulary"):
+        validate_image_data([qwen_embedding_dict()], input_ids=qwen_ids(16), vocab_size=1000)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"max_new_tokens": 2.5}, r"'max_new_tokens'\] is 2.5 \(a float\); it must be an int >= 1"),
+        ({"max_new_tokens": "8"}, r"'max_new_tokens'\] is '8' \(a str\)"),
+        ({"max_new_tokens": True}, r"'max_new_tokens'\] is True \(a bool\)"),
+        ({"max_new_tokens": 0}, "it must be an int >= 1"),
+        ({"temperature": "hot"}, "it must be a number"),
+        ({"temperature": -1}, "finite number >= 0"),
+        ({"temperature": float("nan")}, "finite number >= 0"),
+        ({"top_p": 1.5}, r"in \(0, 1\]"),
+        ({"top_k": 2.0}, "it must be an int"),
+        ({"ignore_eos": 1}, "True or False"),
+        ({"stop_token_ids": [1, "2"]}, "every entry must be an int"),
+        ([("max_new_tokens", 8)], "must be a dict"),
+    ],
+)
+def test_bad_sampling_params_are_refused(params, message):
+    with pytest.raises(RequestFormatError, match=message):
+        validate_sampling_params(params)
+
+
+def test_valid_sampling_params_pass():
+    validate_sampling_params({"max_new_tokens": 8, "temperature": 0, "top_p": 0.9, "top_k": -1,
+                              "ignore_eos": False, "stop_token_ids": [1, 2], "sampling_seed": 3})
+    validate_sampling_params(None)

@@ -1,8 +1,9 @@
 """vlm_tutorial: helpers for querying vision-language models through SGLang's offline Engine.
 
 The public API is importable from the package root; each name lives in a small
-module named for what it does (``images``, ``prompts``, ``requests``,
-``validation``, ``vision``, ``engines``, ``tiny``, ``families``, ``errors``).
+module named for what it does (``families``, ``errors``, ``images``,
+``prompts``, ``validation``, ``requests``, ``vision``, ``reference``,
+``engines``, ``notebook``, ``report``, ``tiny``).
 Submodules are imported on first use, so ``import vlm_tutorial`` stays cheap.
 
 Example:
@@ -34,7 +35,6 @@ _EXPORTS: dict[str, str] = {
     "FAMILIES": "families",
     "get_family": "families",
     "detect_family": "families",
-    "recommended_engine_args": "families",
     # images
     "load_image": "images",
     "example_image": "images",
@@ -55,14 +55,16 @@ _EXPORTS: dict[str, str] = {
     "VisionEncoder": "vision",
     # engines
     "open_engine": "engines",
-    "ReferenceEngine": "engines",
     "merge_engine_args": "engines",
+    "machine_engine_args": "engines",
+    # the CPU reference engine
+    "ReferenceEngine": "reference",
     # tiny models
     "build_tiny_model": "tiny",
     "tiny_model_path": "tiny",
-    # notebook set-up
-    "resolve_model_path": "setup",
-    "notebook_settings": "setup",
+    # notebook settings
+    "resolve_model_path": "notebook",
+    "notebook_settings": "notebook",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,115 +1,397 @@
-"""The supported model families, and how to recognise a checkpoint's family.
+"""The family registry: every difference between Qwen2.5-VL and Llama 4 that the helpers need.
 
-A *family* is an architecture (``qwen2_5_vl``, ``llama4``): what the prompt
-looks like, which token stands for an image, which extra tensors a
-precomputed embedding needs. Recommended ``sglang.Engine`` arguments belong to
-a *real model id* instead (:data:`RECOMMENDED_ENGINE_ARGS`), so that a tiny
-Llama 4 never inherits the ``tp_size=4`` that Llama 4 Scout needs.
+A *family* is an architecture (``qwen2_5_vl``, ``llama4``): its special tokens
+and their ids, how a prompt marks an image, which token stands for one
+embedding row, the dict that carries a precomputed embedding to SGLang, the
+checkpoint prefixes of its vision weights, and the engine arguments it needs.
+Other modules read these fields instead of branching on the family.
+
+Any checkpoint of the two architectures is recognised from its
+``config.json``: a local folder directly, a hub id by fetching only that file
+(from the Hugging Face cache first).
 
 Example:
     >>> from vlm_tutorial.families import get_family
-    >>> get_family("llama4").real_model_id
-    'meta-llama/Llama-4-Scout-17B-16E-Instruct'
+    >>> llama4 = get_family("llama4")
+    >>> llama4.embedding_token, llama4.token_id("<|patch|>")
+    ('<|patch|>', 200092)
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import UnknownModelFamilyError
 
+#: How ``processor_output`` and ``precomputed_embedding`` dicts name their format.
+PROCESSOR_OUTPUT = "processor_output"
+PRECOMPUTED_EMBEDDING = "precomputed_embedding"
 
-@dataclass(frozen=True)
+SpecialTokens = tuple[tuple[int, str, bool], ...]
+"""``(id, text, special)`` for each added token, in id order."""
+
+#: Qwen2.5-VL's added tokens at their real ids (``tokenizer_config.json``'s
+#: ``added_tokens_decoder`` of ``Qwen/Qwen2.5-VL-3B-Instruct``), with their
+#: ``special`` flag. Ids below 151643 are ordinary byte-level BPE tokens.
+QWEN2_5_VL_SPECIAL_TOKENS: SpecialTokens = (
+    (151643, "<|endoftext|>", True),
+    (151644, "<|im_start|>", True),
+    (151645, "<|im_end|>", True),
+    (151646, "<|object_ref_start|>", True),
+    (151647, "<|object_ref_end|>", True),
+    (151648, "<|box_start|>", True),
+    (151649, "<|box_end|>", True),
+    (151650, "<|quad_start|>", True),
+    (151651, "<|quad_end|>", True),
+    (151652, "<|vision_start|>", True),
+    (151653, "<|vision_end|>", True),
+    (151654, "<|vision_pad|>", True),
+    (151655, "<|image_pad|>", True),
+    (151656, "<|video_pad|>", True),
+    (151657, "<tool_call>", False),
+    (151658, "</tool_call>", False),
+    (151659, "<|fim_prefix|>", False),
+    (151660, "<|fim_middle|>", False),
+    (151661, "<|fim_suffix|>", False),
+    (151662, "<|fim_pad|>", False),
+    (151663, "<|repo_name|>", False),
+    (151664, "<|file_sep|>", False),
+)
+
+
+def _reserved(name: str, count: int, start: int = 0) -> list[str]:
+    return [f"<|{name}_reserved_special_token_{i}|>" for i in range(start, start + count)]
+
+
+def _llama4_special_names() -> list[str]:
+    # The order of transformers' convert_llama4_weights_to_hf.py: ids 200000..201133.
+    basic = [
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|fim_prefix|>",
+        "<|fim_middle|>",
+        "<|fim_suffix|>",
+    ]
+    text_post_train = [
+        "<|header_start|>",
+        "<|header_end|>",
+        "<|eom|>",
+        "<|eot|>",
+        "<|step|>",
+        *_reserved("text_post_train", 6),
+        "<|python_start|>",
+        "<|python_end|>",
+        "<|finetune_right_pad|>",
+        *_reserved("text_post_train", 61, 6),
+    ]
+    vision = [
+        "<|image_start|>",
+        "<|image_end|>",
+        "<|vision_reserved_special_token_0|>",
+        "<|vision_reserved_special_token_1|>",
+        "<|tile_x_separator|>",
+        "<|tile_y_separator|>",
+        *_reserved("vision", 4, 2),
+        "<|image|>",
+        "<|vision_reserved_special_token_6|>",
+        "<|patch|>",
+        *_reserved("vision", 1041, 7),
+    ]
+    return basic + text_post_train + vision
+
+
+#: Llama 4's special tokens at their real ids (200000..201133), all special.
+LLAMA4_SPECIAL_TOKENS: SpecialTokens = tuple(
+    (200000 + i, name, True) for i, name in enumerate(_llama4_special_names())
+)
+
+
+@dataclass(frozen=True, eq=False)
 class ModelFamily:
     """What the helpers need to know about one architecture.
 
+    Families compare and hash by identity: there is one object per family.
+
     Attributes:
         name: the family key used throughout the package.
-        model_type: ``config.json``'s ``model_type`` for this family.
+        model_type: ``config.json``'s ``model_type``.
+        architecture: the transformers class of the whole model (``config.json``'s ``architectures``).
         real_model_id: the Hugging Face id the notebooks use on a GPU.
-        sglang_chat_template: the name of SGLang's conversation template.
-        prompt_image_token: what the chat template writes for one image.
-        embedding_token: the token repeated once per embedding row in
-            ``input_ids`` after the processor expands the image.
-        embedding_token_id: its id in the real vocabulary (tiny models keep it).
         processor_class: the transformers processor class name.
-        embedding_extra_keys: keys a lean precomputed-embedding dict carries
-            beside ``feature``.
-        required_engine_args: engine arguments the family needs at every
-            size (not recommendations): without them the image is ignored.
+        sglang_chat_template: the name of SGLang's conversation template.
+        special_tokens: ``(id, text, special)`` of every added token, at the real ids.
+        vocab_size: rows of the real embedding matrix.
+        bos_token: the token the tokenizer puts first (None: none).
+        eos_tokens: tokens that end an answer.
+        prompt_image_token: what the chat template writes for one image.
+        prompt_image_marker: the token counted once per image in a prompt.
+        image_start_token: opens one image in ``input_ids`` after expansion.
+        image_end_token: closes it.
+        embedding_token: the token repeated once per embedding row in ``input_ids``.
+        embedding_format: the ``format`` of the dict that carries a precomputed embedding.
+        embedding_key: the key of that dict that holds the embedding.
+        embedding_extra_keys: processor-output keys that dict carries beside the embedding.
+        grid_key: the processor-output key with the per-image patch grid, if any.
+        spatial_merge_size: patches merged per side into one image token (grid families).
+        vision_prefixes: checkpoint key prefixes of the vision weights.
+        generate_keys: processor-output keys the transformers model's ``generate`` reads.
+        mrope: the language model needs ``mm_token_type_ids`` for its multimodal rope.
+        mixed_size_embeddings: SGLang 0.5.17 places precomputed embeddings of images with
+            different numbers of image tokens in one request correctly.
+        required_engine_args: ``sglang.Engine`` arguments needed at every size.
+        real_engine_args: ``sglang.Engine`` arguments recommended for the real model.
     """
 
     name: str
     model_type: str
+    architecture: str
     real_model_id: str
-    sglang_chat_template: str
-    prompt_image_token: str
-    embedding_token: str
-    embedding_token_id: int
     processor_class: str
-    embedding_extra_keys: tuple[str, ...] = ()
-    required_engine_args: dict[str, Any] = field(default_factory=dict)
+    sglang_chat_template: str
+    special_tokens: SpecialTokens
+    vocab_size: int
+    bos_token: str | None
+    eos_tokens: tuple[str, ...]
+    prompt_image_token: str
+    prompt_image_marker: str
+    image_start_token: str
+    image_end_token: str
+    embedding_token: str
+    embedding_format: str
+    embedding_key: str
+    embedding_extra_keys: tuple[str, ...]
+    grid_key: str | None
+    spatial_merge_size: int | None
+    vision_prefixes: tuple[str, ...]
+    generate_keys: tuple[str, ...]
+    mrope: bool
+    mixed_size_embeddings: bool
+    required_engine_args: tuple[tuple[str, Any], ...] = ()
+    real_engine_args: tuple[tuple[str, Any], ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<ModelFamily {self.name}>"
+
+    def token_id(self, text: str) -> int:
+        """The real id of special token ``text``.
+
+        Example:
+            >>> QWEN2_5_VL.token_id("<|image_pad|>")
+            151655
+        """
+        for token_id, token, _ in self.special_tokens:
+            if token == text:
+                return token_id
+        raise KeyError(f"{text!r} is not a special token of {self.name}")
+
+    @property
+    def embedding_token_id(self) -> int:
+        """The id of :attr:`embedding_token`."""
+        return self.token_id(self.embedding_token)
+
+    @property
+    def first_special_id(self) -> int:
+        """The lowest special-token id: every id below is an ordinary BPE token."""
+        return self.special_tokens[0][0]
+
+    def tokens_per_image(self, input_ids: Sequence[int]) -> list[int]:
+        """Number of :attr:`embedding_token` ids of each image in expanded ``input_ids``.
+
+        Example:
+            >>> LLAMA4.tokens_per_image([1, 200080, 200092, 200092, 200081, 200080, 200092, 200081])
+            [2, 1]
+        """
+        start, end = self.token_id(self.image_start_token), self.token_id(self.image_end_token)
+        row = self.embedding_token_id
+        counts: list[int] = []
+        inside = False
+        for token in input_ids:
+            if token == start:
+                counts.append(0)
+                inside = True
+            elif token == end:
+                inside = False
+            elif inside and token == row:
+                counts[-1] += 1
+        return counts
+
+    def prompt_images(self, prompt: str) -> int:
+        """How many images a (not yet expanded) prompt asks for.
+
+        Example:
+            >>> LLAMA4.prompt_images("<|image|>What is it? <|image|>")
+            2
+        """
+        return prompt.count(self.prompt_image_marker)
+
+    def embedding_item(self, processor_output: Mapping[str, Any], embedding: Any) -> dict[str, Any]:
+        """The ``image_data`` dict that carries a precomputed ``embedding`` to SGLang 0.5.17.
+
+        Only what SGLang reads travels (no pixels):
+
+        * Qwen2.5-VL: ``dict(format="precomputed_embedding", feature=embedding,
+          image_grid_thw=...)``. SGLang's ``Qwen2_5_VLForConditionalGeneration``
+          passes a 2-D ``feature`` through to the language model, and its
+          processor reads ``image_grid_thw`` for the multimodal rope positions.
+        * Llama 4: ``dict(format="processor_output", precomputed_embeddings=embedding)``.
+          SGLang's ``mllama4`` runs its vision tower on a ``precomputed_embedding``
+          feature and the scheduler dies; a ``processor_output`` dict whose
+          ``precomputed_embeddings`` key is set skips the tower
+          (``base_processor.collect_mm_items_from_processor_output``). The token
+          ids come from ``generate(input_ids=...)``: SGLang reads a dict's own
+          ``input_ids`` only for a request that has none.
+
+        Example:
+            >>> sorted(LLAMA4.embedding_item({"pixel_values": None}, "EMB"))
+            ['format', 'precomputed_embeddings']
+        """
+        item: dict[str, Any] = {"format": self.embedding_format, self.embedding_key: embedding}
+        for key in self.embedding_extra_keys:
+            item[key] = processor_output[key]
+        return item
+
+    def engine_defaults(self, model_path: str | os.PathLike[str]) -> dict[str, Any]:
+        """The family's required engine arguments, plus the real model's recommendations.
+
+        Example:
+            >>> LLAMA4.engine_defaults(LLAMA4.real_model_id)["tp_size"]
+            4
+            >>> LLAMA4.engine_defaults("/tmp/tiny-llama4")
+            {'enable_multimodal': True}
+        """
+        args = dict(self.required_engine_args)
+        if os.fspath(model_path) == self.real_model_id:
+            args.update(self.real_engine_args)
+        return args
 
 
 QWEN2_5_VL = ModelFamily(
     name="qwen2_5_vl",
     model_type="qwen2_5_vl",
+    architecture="Qwen2_5_VLForConditionalGeneration",
     real_model_id="Qwen/Qwen2.5-VL-3B-Instruct",
-    sglang_chat_template="qwen2-vl",
-    prompt_image_token="<|vision_start|><|image_pad|><|vision_end|>",
-    embedding_token="<|image_pad|>",
-    embedding_token_id=151655,
     processor_class="Qwen2_5_VLProcessor",
+    sglang_chat_template="qwen2-vl",
+    special_tokens=QWEN2_5_VL_SPECIAL_TOKENS,
+    vocab_size=151936,
+    bos_token=None,
+    eos_tokens=("<|im_end|>", "<|endoftext|>"),
+    prompt_image_token="<|vision_start|><|image_pad|><|vision_end|>",
+    prompt_image_marker="<|vision_start|>",
+    image_start_token="<|vision_start|>",
+    image_end_token="<|vision_end|>",
+    embedding_token="<|image_pad|>",
+    embedding_format=PRECOMPUTED_EMBEDDING,
+    embedding_key="feature",
     embedding_extra_keys=("image_grid_thw",),
+    grid_key="image_grid_thw",
+    spatial_merge_size=2,
+    # Checkpoints use the hub layout ``visual.*``; ``model.visual.*`` is how the
+    # module names them in memory, accepted too.
+    vision_prefixes=("visual.", "model.visual."),
+    generate_keys=("pixel_values", "image_grid_thw"),
+    mrope=True,
+    mixed_size_embeddings=True,
+    real_engine_args=(
+        # 3.75 B parameters in bf16 are 7 GiB; 0.6 of an 80 GB GPU leaves ~40 GiB of KV cache.
+        ("mem_fraction_static", 0.6),
+    ),
 )
 
 LLAMA4 = ModelFamily(
     name="llama4",
     model_type="llama4",
+    architecture="Llama4ForConditionalGeneration",
     real_model_id="meta-llama/Llama-4-Scout-17B-16E-Instruct",
-    sglang_chat_template="llama-4",
-    prompt_image_token="<|image|>",
-    embedding_token="<|patch|>",
-    embedding_token_id=200092,
     processor_class="Llama4Processor",
-    # SGLang 0.5.17 turns multimodal off for llama4 unless asked: the image
+    sglang_chat_template="llama-4",
+    special_tokens=LLAMA4_SPECIAL_TOKENS,
+    vocab_size=202048,
+    bos_token="<|begin_of_text|>",
+    eos_tokens=("<|eot|>", "<|eom|>", "<|end_of_text|>"),
+    prompt_image_token="<|image|>",
+    prompt_image_marker="<|image|>",
+    image_start_token="<|image_start|>",
+    image_end_token="<|image_end|>",
+    embedding_token="<|patch|>",
+    embedding_format=PROCESSOR_OUTPUT,
+    embedding_key="precomputed_embeddings",
+    embedding_extra_keys=(),
+    grid_key=None,
+    spatial_merge_size=None,
+    vision_prefixes=("vision_model.", "multi_modal_projector."),
+    generate_keys=("pixel_values",),
+    mrope=False,
+    # Measured on an H100 with SGLang 0.5.17 (docs/upstream/llama4-precomputed-embedding.md).
+    mixed_size_embeddings=False,
+    # SGLang 0.5.17 turns multimodal input off for llama4 unless asked: the image
     # would be silently ignored.
-    required_engine_args={"enable_multimodal": True},
+    required_engine_args=(("enable_multimodal", True),),
+    real_engine_args=(
+        # 109 B parameters in bf16 (203 GiB) need four 80 GB GPUs: 51 GiB each.
+        ("tp_size", 4),
+        # 0.8 of 80 GB is 64 GiB per GPU: the weights plus ~13 GiB of KV cache.
+        ("mem_fraction_static", 0.8),
+        # The 10M-token native context would ask for far more KV cache than a tutorial needs.
+        ("context_length", 65536),
+    ),
 )
 
 FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (QWEN2_5_VL, LLAMA4)}
 
-#: Engine arguments recommended for the real checkpoints, by model id.
-RECOMMENDED_ENGINE_ARGS: dict[str, dict[str, Any]] = {
-    QWEN2_5_VL.real_model_id: {},
-    LLAMA4.real_model_id: {
-        # 109 B parameters in bf16 (~204 GiB) need four 80 GB GPUs.
-        "tp_size": 4,
-        # The 10M-token native context would reserve far more KV cache than
-        # a tutorial needs.
-        "context_length": 65536,
-        "enable_multimodal": True,
-    },
-}
+_CONFIG_FILE = "config.json"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def get_family(name: str) -> ModelFamily:
+def supported() -> str:
+    """The supported architectures, for error messages.
+
+    Example:
+        >>> supported()
+        'Qwen2_5_VLForConditionalGeneration (model_type qwen2_5_vl), Llama4ForConditionalGeneration (model_type llama4)'
+    """
+    return ", ".join(f"{f.architecture} (model_type {f.model_type})" for f in FAMILIES.values())
+
+
+def get_family(name: str | ModelFamily) -> ModelFamily:
     """Return the family called ``name`` (``"qwen2_5_vl"`` or ``"llama4"``).
 
     Example:
         >>> get_family("qwen2_5_vl").embedding_token
         '<|image_pad|>'
     """
+    if isinstance(name, ModelFamily):
+        return name
     try:
         return FAMILIES[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise UnknownModelFamilyError(
             f"unknown model family {name!r}; supported: {sorted(FAMILIES)}"
         ) from None
+
+
+def family_from_config(config: Mapping[str, Any], where: str = "the config") -> ModelFamily:
+    """The family of a ``config.json`` dict, by its ``model_type`` (or its ``architectures``).
+
+    Example:
+        >>> family_from_config({"model_type": "qwen2_5_vl"}).name
+        'qwen2_5_vl'
+    """
+    model_type = config.get("model_type")
+    architectures = config.get("architectures") or []
+    for family in FAMILIES.values():
+        if model_type == family.model_type or family.architecture in architectures:
+            return family
+    raise UnknownModelFamilyError(
+        f"{where} describes model_type {model_type!r} (architectures {list(architectures)}), "
+        f"which this tutorial does not cover; supported: {supported()}"
+    )
 
 
 def family_from_model_type(model_type: str) -> ModelFamily:
@@ -119,74 +401,130 @@ def family_from_model_type(model_type: str) -> ModelFamily:
         >>> family_from_model_type("llama4").name
         'llama4'
     """
-    for family in FAMILIES.values():
-        if family.model_type == model_type:
-            return family
-    raise UnknownModelFamilyError(
-        f"model_type {model_type!r} is not supported; this tutorial covers "
-        f"{sorted(f.model_type for f in FAMILIES.values())}"
-    )
+    return family_from_config({"model_type": model_type}, f"model_type {model_type!r}")
 
 
-def detect_family(model: str | os.PathLike | Any) -> ModelFamily:
-    """Return the family of a checkpoint folder, a real model id, a config or a processor.
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a ``config.json``; errors name the file.
 
-    ``model`` may be a local folder holding ``config.json``, one of the real
-    model ids in :data:`RECOMMENDED_ENGINE_ARGS`, a family name, an object
-    with a ``model_type`` attribute (a transformers config), or a processor
-    (``Qwen2_5_VLProcessor``, ``Llama4Processor``).
+    Example:
+        >>> read_config_file(Path("/nonexistent/config.json"))
+        Traceback (most recent call last):
+        ...
+        vlm_tutorial.errors.UnknownModelFamilyError: cannot read /nonexistent/config.json: ...
+    """
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UnknownModelFamilyError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); re-download the "
+            "checkpoint or fix the file"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UnknownModelFamilyError(f"cannot read {path}: {exc}") from None
+    if not isinstance(value, dict):
+        raise UnknownModelFamilyError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def is_hub_id(text: str) -> bool:
+    """True for text shaped like ``owner/name`` that is not an existing local path.
+
+    Example:
+        >>> is_hub_id("Qwen/Qwen2.5-VL-7B-Instruct"), is_hub_id("/tmp")
+        (True, False)
+    """
+    return bool(_REPO_ID.match(text)) and not Path(text).exists()
+
+
+def hub_config_path(repo_id: str, revision: str | None = None) -> Path:
+    """``config.json`` of hub model ``repo_id``: from the local cache, else downloaded alone.
+
+    Example:
+        >>> hub_config_path("Qwen/Qwen2.5-VL-7B-Instruct")  # doctest: +SKIP
+        PosixPath('.../snapshots/.../config.json')
+    """
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, _CONFIG_FILE, revision=revision)
+    if isinstance(cached, str):
+        return Path(cached)
+    try:
+        return Path(hf_hub_download(repo_id, _CONFIG_FILE, revision=revision))
+    except Exception as exc:  # network, auth, offline mode, missing repo: all say the same
+        raise UnknownModelFamilyError(
+            f"{repo_id!r} is not a local folder, and its config.json is neither in the Hugging "
+            f"Face cache nor downloadable ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+            "Check the path or the model id; for a gated model run `hf auth login`; on an offline "
+            "machine download the checkpoint first and pass its folder"
+        ) from None
+
+
+def detect_family(model: Any) -> ModelFamily:
+    """Return the family of a checkpoint folder, a hub id, a family name, a config or a processor.
+
+    A folder is recognised by its ``config.json``; a hub id by its
+    ``config.json`` from the Hugging Face cache or, failing that, downloaded
+    alone (the two real model ids need neither). Anything else raises
+    :class:`~vlm_tutorial.errors.UnknownModelFamilyError` naming the supported
+    architectures.
 
     Example:
         >>> detect_family("Qwen/Qwen2.5-VL-3B-Instruct").name
         'qwen2_5_vl'
     """
+    if isinstance(model, ModelFamily):
+        return model
     model_type = getattr(model, "model_type", None)
     if isinstance(model_type, str):
         return family_from_model_type(model_type)
     for family in FAMILIES.values():
         if type(model).__name__ == family.processor_class:
             return family
-    if isinstance(model, (str, os.PathLike)):
-        text = os.fspath(model)
-        if text in FAMILIES:
-            return FAMILIES[text]
-        for family in FAMILIES.values():
-            if text == family.real_model_id:
-                return family
-        config_path = Path(text) / "config.json"
-        if config_path.is_file():
-            config = json.loads(config_path.read_text())
-            return family_from_model_type(config.get("model_type", ""))
+    if not isinstance(model, (str, os.PathLike)):
         raise UnknownModelFamilyError(
-            f"cannot tell the model family of {text!r}: it is neither a folder with a "
-            f"config.json nor one of {sorted(RECOMMENDED_ENGINE_ARGS)}"
+            f"cannot tell the model family of a {type(model).__name__}; pass a checkpoint "
+            "folder, a model id, a transformers config or processor"
         )
+    text = os.fspath(model)
+    if text in FAMILIES:
+        return FAMILIES[text]
+    for family in FAMILIES.values():
+        if text == family.real_model_id:
+            return family
+    path = Path(text).expanduser()
+    if path.is_dir():
+        config = path / _CONFIG_FILE
+        if not config.is_file():
+            raise UnknownModelFamilyError(
+                f"{text!r} is a folder without a config.json, so not a checkpoint; pass the "
+                "folder that save_pretrained wrote"
+            )
+        return family_from_config(read_config_file(config), str(config))
+    if is_hub_id(text):
+        config = hub_config_path(text)
+        return family_from_config(read_config_file(config), f"{text}'s config.json")
     raise UnknownModelFamilyError(
-        f"cannot tell the model family of a {type(model).__name__}; pass a checkpoint "
-        "folder, a model id, or a transformers config"
+        f"{text!r} is neither an existing checkpoint folder nor a hub id like "
+        f"'Qwen/Qwen2.5-VL-3B-Instruct'; supported architectures: {supported()}"
     )
 
 
-def recommended_engine_args(model_path: str | os.PathLike) -> dict[str, Any]:
-    """Engine arguments for ``model_path``: the family's required ones plus, for a real id, its recommendations.
-
-    Example:
-        >>> recommended_engine_args("meta-llama/Llama-4-Scout-17B-16E-Instruct")["tp_size"]
-        4
-    """
-    args: dict[str, Any] = dict(detect_family(model_path).required_engine_args)
-    args.update(RECOMMENDED_ENGINE_ARGS.get(os.fspath(model_path), {}))
-    return args
-
-
 __all__ = [
+    "PROCESSOR_OUTPUT",
+    "PRECOMPUTED_EMBEDDING",
     "ModelFamily",
     "FAMILIES",
     "QWEN2_5_VL",
     "LLAMA4",
-    "RECOMMENDED_ENGINE_ARGS",
+    "QWEN2_5_VL_SPECIAL_TOKENS",
+    "LLAMA4_SPECIAL_TOKENS",
+    "supported",
     "get_family",
+    "family_from_config",
     "family_from_model_type",
+    "read_config_file",
+    "is_hub_id",
+    "hub_config_path",
     "detect_family",
-    "recommended_engine_args",
 ]

@@ -23,15 +23,18 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
 from .errors import RequestFormatError
-from .families import LLAMA4, QWEN2_5_VL, ModelFamily, detect_family
+from .families import PRECOMPUTED_EMBEDDING, detect_family
 from .images import load_image
 from .validation import validate_image_data
 
 Request = dict[str, Any]
+
+_URL = re.compile(r"^https?://", re.IGNORECASE)
 
 
 def _as_list(images: Any) -> list[Any]:
@@ -62,12 +65,17 @@ def raw_request(prompt: str, images: Any) -> Request:
     ``Path``), ``http(s)`` URLs, base64 strings, ``data:`` URLs or bytes.
     They pass through as given, except paths: SGLang 0.5.17 reads a file only
     from an absolute path (a relative one is taken for base64), so a path to
-    an existing file becomes an absolute ``str``. The prompt must hold one
-    image placeholder per image (use :func:`~vlm_tutorial.build_prompt`).
+    an existing file becomes an absolute ``str``. Every source but a URL is
+    decoded once here, so a missing file or junk base64 fails now rather than
+    inside the engine (a URL is left to the engine, to download it once). The
+    prompt must hold one image placeholder per image (use
+    :func:`~vlm_tutorial.build_prompt`).
 
     Example:
-        >>> raw_request("<|image|>What is it?", "cat.png")
-        {'prompt': '<|image|>What is it?', 'image_data': ['cat.png']}
+        >>> from vlm_tutorial.images import example_image
+        >>> request = raw_request("<|image|>What is it?", example_image())
+        >>> sorted(request), len(request["image_data"])
+        (['image_data', 'prompt'], 1)
     """
     if not isinstance(prompt, str):
         raise RequestFormatError(
@@ -75,6 +83,9 @@ def raw_request(prompt: str, images: Any) -> Request:
         )
     items = [_absolute_if_file(i) for i in _as_list(images)]
     validate_image_data(items, prompt=prompt)
+    for item in items:
+        if not (isinstance(item, str) and _URL.match(item)):
+            load_image(item)
     return {"prompt": prompt, "image_data": items}
 
 
@@ -128,59 +139,6 @@ def processor_output_request(
     return request
 
 
-def embedding_dict(
-    family: ModelFamily,
-    processor_output: Any,
-    embeddings: Any,
-    *,
-    keep_processor_output: bool = False,
-) -> dict[str, Any]:
-    """The ``image_data`` dict that carries precomputed ``embeddings`` for ``family``.
-
-    Qwen2.5-VL: ``{"format": "precomputed_embedding", "feature": emb,
-    "image_grid_thw": grid}``. SGLang 0.5.17's ``Qwen2_5_VLForConditionalGeneration``
-    passes a 2-D ``feature`` whose width is not 1176 (= 3·2·14·14, a patch of
-    pixels) straight through, and its processor reads ``image_grid_thw`` from
-    the dict for the multimodal rope positions; nothing else is read.
-
-    Llama 4: ``{"format": "processor_output", "input_ids": ids,
-    "precomputed_embeddings": emb}``. SGLang 0.5.17's ``mllama4`` runs the
-    vision tower on a ``precomputed_embedding`` feature and the scheduler
-    dies; a ``processor_output`` dict whose ``precomputed_embeddings`` key is
-    set skips the tower. ``pixel_values`` must stay out: with it, SGLang
-    splits the embedding by tiles and misplaces it.
-
-    ``keep_processor_output=True`` (Qwen2.5-VL only, for teaching) adds every
-    key of the processor output, pixels included, as the original SGLang docs
-    did: SGLang ships each key between its processes, so it costs time.
-
-    Example:
-        >>> d = embedding_dict(QWEN2_5_VL, inputs, emb)   # doctest: +SKIP
-        >>> sorted(d)                                     # doctest: +SKIP
-        ['feature', 'format', 'image_grid_thw']
-    """
-    if family is LLAMA4:
-        if keep_processor_output:
-            raise RequestFormatError(
-                "keep_processor_output=True is not possible for Llama 4: with pixel_values in "
-                "the dict, SGLang 0.5.17 splits the embedding by tiles and misplaces it"
-            )
-        return {
-            "format": "processor_output",
-            "input_ids": processor_output["input_ids"],
-            "precomputed_embeddings": embeddings,
-        }
-    if family is QWEN2_5_VL:
-        base = dict(processor_output) if keep_processor_output else {}
-        base.update(
-            format="precomputed_embedding",
-            feature=embeddings,
-            image_grid_thw=processor_output["image_grid_thw"],
-        )
-        return base
-    raise RequestFormatError(f"no embedding layout for family {family.name!r}")
-
-
 def precomputed_embedding_request(
     processor: Any,
     prompt: str,
@@ -196,7 +154,10 @@ def precomputed_embedding_request(
     ``(num_image_tokens, text_hidden)``, e.g. the result of
     :func:`~vlm_tutorial.load_vision_encoder`; it may also be such a tensor,
     computed earlier for the same images (reuse). The dict carries only what
-    the model reads (see :func:`embedding_dict`): no pixel tensors travel.
+    the model reads (:meth:`~vlm_tutorial.families.ModelFamily.embedding_item`):
+    no pixel tensors travel. ``keep_processor_output=True`` (Qwen2.5-VL only,
+    for teaching) adds every key of the processor output, pixels included, as
+    the original SGLang docs did: SGLang ships each key between its processes.
 
     Example:
         >>> encoder = load_vision_encoder(model_path)                              # doctest: +SKIP
@@ -205,14 +166,18 @@ def precomputed_embedding_request(
         torch.Size([64, 2048])
     """
     family = detect_family(processor)
+    if keep_processor_output and family.embedding_format != PRECOMPUTED_EMBEDDING:
+        raise RequestFormatError(
+            f"keep_processor_output=True is not possible for {family.name}: SGLang 0.5.17 takes "
+            f"its embedding as {family.embedding_format!r} with {family.embedding_key}, and with "
+            "pixel_values in that dict it splits the embedding by tiles and misplaces it"
+        )
     inputs = run_processor(processor, prompt, images, **processor_kwargs)
     embeddings = encoder(inputs) if callable(encoder) else encoder
-    request = {
-        "input_ids": _ids(inputs),
-        "image_data": [
-            embedding_dict(family, inputs, embeddings, keep_processor_output=keep_processor_output)
-        ],
-    }
+    item = family.embedding_item(inputs, embeddings)
+    if keep_processor_output:
+        item = {**inputs, **item}
+    request = {"input_ids": _ids(inputs), "image_data": [item]}
     hidden = getattr(encoder, "text_hidden_size", None)
     validate_image_data(request["image_data"], input_ids=request["input_ids"], hidden_size=hidden)
     return request
@@ -256,7 +221,6 @@ __all__ = [
     "raw_request",
     "run_processor",
     "processor_output_request",
-    "embedding_dict",
     "precomputed_embedding_request",
     "describe_request",
 ]

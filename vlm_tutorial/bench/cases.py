@@ -31,11 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..families import ModelFamily
+from ..families import PRECOMPUTED_EMBEDDING, ModelFamily
 from ..images import load_image
 from ..prompts import build_prompt
 from ..requests import (
-    embedding_dict,
     precomputed_embedding_request,
     processor_output_request,
     raw_request,
@@ -121,7 +120,7 @@ def formats_for(family: ModelFamily) -> tuple[str, ...]:
         >>> formats_for(LLAMA4)
         ('raw', 'processor_output', 'precomputed')
     """
-    if family.name == "llama4":
+    if family.embedding_format != PRECOMPUTED_EMBEDDING:
         return tuple(f for f in FORMATS if f != "precomputed_full")
     return FORMATS
 
@@ -266,7 +265,6 @@ def _reuse_raw(ctx: Context, side: int, k: int, variant: int) -> tuple[dict[str,
 def _reuse_embedding(
     ctx: Context, side: int, k: int, variant: int
 ) -> tuple[dict[str, float], list[Any]]:
-    import torch
 
     path = image_file(side, variant, ctx.image_dir)
     parts = {"decode_s": 0.0, "processor_s": 0.0, "encoder_s": 0.0, "build_s": 0.0}
@@ -285,7 +283,7 @@ def _reuse_embedding(
     for question in questions(k):
         start = time.perf_counter()
         ids = question_ids_with_image(ctx.processor, ctx.family, base_prompt, base_ids, question)
-        item = embedding_dict(ctx.family, {**inputs, "input_ids": torch.tensor([ids])}, embedding)
+        item = ctx.family.embedding_item(inputs, embedding)
         validate_image_data([item], input_ids=ids, hidden_size=timed.text_hidden_size)
         parts["build_s"] += time.perf_counter() - start
         request = {"input_ids": ids, "image_data": [item]}

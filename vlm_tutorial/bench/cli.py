@@ -315,13 +315,13 @@ def sglang_engine_args(
         >>> args["disable_radix_cache"], args["cuda_graph_max_bs_decode"]  # doctest: +SKIP
         (True, 8)
     """
-    from ..engines import env_engine_args
+    from ..engines import machine_engine_args
 
     args: dict[str, Any] = dict(SGLANG_DEFAULTS)
     args["mem_fraction_static"] = 0.8 if family == "llama4" and kind != "tiny" else 0.6
     if family == "llama4" and kind != "tiny":
         args["context_length"] = 32768
-    args.update(env_engine_args())
+    args.update(machine_engine_args())
     args.update(user_args)
     args["disable_radix_cache"] = not radix
     if not args.get("disable_cuda_graph"):
