@@ -1,25 +1,39 @@
-"""The notebooks: committed clean, parameterised, and executed by the main job's papermill path.
+"""The notebooks: committed clean, written with SGLang's own calls, executed once by the main job.
 
-nbval runs them too: ``pytest`` collects ``notebooks/*.ipynb`` with ``--nbval-lax``
-(see ``[tool.pytest.ini_options]`` in pyproject.toml).
+Each notebook runs once on the CPU, through the README's main job
+(``python -m vlm_tutorial.run_notebooks``); the tests below read that one
+executed copy. The request dicts that the model notebooks write out literally
+are tied to the package's request builders by executing the notebooks' cells
+that build them (every cell not tagged ``engine``) and comparing key by key.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from vlm_tutorial.run_notebooks import METADATA_KEY, printed_setting, unexecuted_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-MODEL_NOTEBOOKS = ["qwen2_5_vl.ipynb", "llama4.ipynb"]
+MODEL_NOTEBOOKS = {"qwen2_5_vl.ipynb": "qwen2_5_vl", "llama4.ipynb": "llama4"}
+
+
+def _code(path: Path) -> list[nbformat.NotebookNode]:
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def _tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
 
 
 def test_the_tutorial_notebooks_exist():
@@ -29,18 +43,12 @@ def test_the_tutorial_notebooks_exist():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_committed_without_outputs(path):
-    nb = nbformat.read(path, as_version=4)
-    dirty = [
-        i
-        for i, cell in enumerate(nb.cells)
-        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
-    ]
+    dirty = [i for i, c in enumerate(_code(path)) if c.outputs or c.execution_count is not None]
     assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
 
 
 def _parameters(path: Path) -> dict[str, object]:
-    nb = nbformat.read(path, as_version=4)
-    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    cells = [c for c in _code(path) if "parameters" in _tags(c)]
     assert len(cells) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
     tree = ast.parse(cells[0].source)
     return {
@@ -50,17 +58,58 @@ def _parameters(path: Path) -> dict[str, object]:
     }
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_parameter_defaults_to_none(path):
+    params = _parameters(path)
+    assert params and all(value is None for value in params.values()), params
+
+
+def test_the_documented_parameters():
+    assert set(_parameters(ROOT / "notebooks" / "qwen2_5_vl.ipynb")) == {
+        "model_path", "backend", "max_new_tokens", "image"}
+    assert set(_parameters(ROOT / "notebooks" / "llama4.ipynb")) == {
+        "model_path", "backend", "max_new_tokens", "image", "tp_size"}
+
+
 @pytest.mark.parametrize("name", MODEL_NOTEBOOKS)
-def test_model_notebooks_have_the_documented_parameters(name):
-    params = _parameters(ROOT / "notebooks" / name)
-    assert params["model_path"] is None
-    assert params["backend"] == "auto"
-    assert isinstance(params["max_new_tokens"], int) and params["max_new_tokens"] > 0
-    assert params["image"] is None
+def test_model_notebooks_write_sglangs_calls_out(name):
+    """What a learner copies: the engine, the processor call, the dicts and generate, in code cells."""
+    source = "\n".join(c.source for c in _code(ROOT / "notebooks" / name))
+    for call in (
+        "nest_asyncio.apply()",
+        "sglang.Engine(model_path=settings.model_path, **engine_args)",
+        "ReferenceEngine(model_path=settings.model_path, **engine_args)",
+        "machine_engine_args()",
+        "processor(text=[prompt], images=[img],",
+        'dict(inputs, format="processor_output")',
+        "engine.generate(prompt=prompt, image_data=[img], sampling_params=sampling_params)",
+        "engine.generate(input_ids=input_ids, image_data=[proc_item], sampling_params=sampling_params)",
+        "engine.generate(input_ids=input_ids, image_data=[emb_item], sampling_params=sampling_params)",
+        "validate_image_data([emb_item], input_ids=input_ids",
+        "engine.shutdown()",
+    ):
+        assert call in source, f"{name} has no code cell with {call!r}"
+    for wrapper in ("start_engine", "open_engine", "processor_output_request", "precomputed_embedding_request",
+                    "raw_request", "run_processor"):
+        assert wrapper not in source, f"{name} calls the project's wrapper {wrapper} instead of SGLang's API"
 
 
-def test_llama4_notebook_has_tp_size_parameter():
-    assert _parameters(ROOT / "notebooks" / "llama4.ipynb")["tp_size"] is None
+def test_each_family_writes_its_own_embedding_dict():
+    qwen = "\n".join(c.source for c in _code(ROOT / "notebooks" / "qwen2_5_vl.ipynb"))
+    llama = "\n".join(c.source for c in _code(ROOT / "notebooks" / "llama4.ipynb"))
+    assert 'dict(format="precomputed_embedding", feature=embedding, image_grid_thw=inputs["image_grid_thw"])' in qwen
+    assert 'dict(format="processor_output", precomputed_embeddings=embedding)' in llama
+    # Llama 4 needs enable_multimodal, written where the engine arguments are, with the reason beside it.
+    (line,) = [ln for ln in llama.splitlines() if '"enable_multimodal": True' in ln]
+    assert "#" in line and "ignore" in line
+
+
+def test_engine_cells_are_tagged():
+    """Cells that talk to the engine carry the tag 'engine' (the request cells run without one below)."""
+    for name in MODEL_NOTEBOOKS:
+        for cell in _code(ROOT / "notebooks" / name):
+            if "engine." in cell.source or "Engine(" in cell.source:
+                assert "engine" in _tags(cell), cell.source[:80]
 
 
 def test_unexecuted_cells_are_found():
@@ -73,35 +122,60 @@ def test_unexecuted_cells_are_found():
     assert unexecuted_cells(nb) == []
 
 
-def test_runner_fails_on_a_notebook_that_raises(tmp_path):
-    bad = tmp_path / "bad.ipynb"
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise ValueError('boom')")])
+def _notebook(tmp_path: Path, *cells) -> Path:
+    path = tmp_path / "nb.ipynb"
+    nb = nbformat.v4.new_notebook(cells=list(cells))
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, bad)
-    proc = subprocess.run(
-        [sys.executable, "-m", "vlm_tutorial.run_notebooks", str(bad), "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    nbformat.write(nb, path)
+    return path
+
+
+def _run_main_job(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vlm_tutorial.run_notebooks", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=600,
     )
+
+
+def test_runner_fails_on_a_notebook_that_raises(tmp_path):
+    bad = _notebook(tmp_path, nbformat.v4.new_code_cell("raise ValueError('boom')"))
+    proc = _run_main_job(str(bad), "--out", str(tmp_path / "out"))
     assert proc.returncode == 1
-    assert "bad.ipynb FAILED" in proc.stdout
+    assert "nb.ipynb FAILED" in proc.stdout and "ValueError: boom" in proc.stdout
+
+
+def test_runner_accepts_error_demonstrations_and_refuses_ones_that_do_not_raise(tmp_path):
+    demo = nbformat.v4.new_code_cell("1 / 0", metadata={"tags": ["raises-exception"]})
+    after = nbformat.v4.new_code_cell("print('after the demonstration')")
+    proc = _run_main_job(str(_notebook(tmp_path, demo, after)), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    executed = nbformat.read(tmp_path / "out" / "nb.ipynb", as_version=4)
+    assert "after the demonstration" in executed.cells[1].outputs[0]["text"]
+    quiet = nbformat.v4.new_code_cell("1 / 1", metadata={"tags": ["raises-exception"]})
+    proc = _run_main_job(str(_notebook(tmp_path, quiet)), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "tagged raises-exception but raised nothing" in proc.stdout
+
+
+# --------------------------------------------------------------------------- the main job, once
 
 
 @pytest.fixture(scope="module")
 def main_job(tmp_path_factory):
     """Run the README's main job (papermill over every notebook) once for this module."""
     out = tmp_path_factory.mktemp("executed")
-    proc = subprocess.run(
-        [sys.executable, "-m", "vlm_tutorial.run_notebooks", "--out", str(out),
-         "--summary", str(out / "summary.json")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    proc = _run_main_job("--out", str(out), "--summary", str(out / "summary.json"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc.stdout
+
+
+def _executed(main_job, name: str):
+    return nbformat.read(main_job[0] / name, as_version=4)
+
+
+def _stdout(nb) -> str:
+    return "".join(
+        o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"
+    )
 
 
 def test_main_job_prints_a_progress_line_per_notebook(main_job):
@@ -111,36 +185,147 @@ def test_main_job_prints_a_progress_line_per_notebook(main_job):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_main_job_executes_every_cell_on_the_reference_engine(main_job, path):
-    out, _ = main_job
-    nb = nbformat.read(out / path.name, as_version=4)
+def test_main_job_executes_every_cell_and_nothing_raises_unexpectedly(main_job, path):
+    nb = _executed(main_job, path.name)
     assert unexecuted_cells(nb) == []
-    assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+    for cell in nb.cells:
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        assert bool(errors) == ("raises-exception" in _tags(cell)), cell.source[:80]
     meta = nb.metadata[METADATA_KEY]
-    assert meta["engine"].startswith("transformers reference engine")
-    assert "tiny random-weight" in meta["model"]
-    assert printed_setting(nb, "Engine") == meta["engine"]
-
-
-def _stdout(nb) -> str:
-    return "".join(
-        o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"
-    )
+    assert "not the real model" in meta["model"]
 
 
 @pytest.mark.parametrize("name", MODEL_NOTEBOOKS)
-def test_model_notebooks_show_every_raw_kind_and_agreement(main_job, name):
-    out, _ = main_job
-    text = _stdout(nbformat.read(out / name, as_version=4))
+def test_model_notebooks_run_on_the_reference_engine_and_say_so(main_job, name):
+    nb = _executed(main_job, name)
+    assert nb.metadata[METADATA_KEY]["engine"].startswith("transformers reference engine")
+    assert printed_setting(nb, "Engine") == nb.metadata[METADATA_KEY]["engine"]
+
+
+def test_a_notebook_that_starts_no_engine_names_none(main_job):
+    nb = _executed(main_job, "formats_overview.ipynb")
+    assert nb.metadata[METADATA_KEY]["engine"] is None
+    assert "SGLang (sglang.Engine)" not in _stdout(nb)
+
+
+@pytest.mark.parametrize("name", MODEL_NOTEBOOKS)
+def test_model_notebooks_show_every_raw_kind_and_identical_formats(main_job, name):
+    text = _stdout(_executed(main_job, name))
     for kind in ("file path", "http URL", "base64", "data URL"):
         assert f"{kind:9} -> same output_ids as the PIL image: True" in text
-    # both comparisons (single image, two images): every format agrees on every token
-    assert text.count("16 leading tokens agree with raw") == 4
-    assert "engine closed" in text
+    # both comparisons (one image, two images): each format agrees with raw on every token
+    agreements = re.findall(r"^(?:processor_output|precomputed_embedding): (\d+) tokens, (\d+) leading", text, re.M)
+    assert len(agreements) == 4 and all(n == m for n, m in agreements), agreements
+    assert "engine shut down" in text
 
 
 def test_summary_records_wall_times(main_job):
-    out, _ = main_job
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((main_job[0] / "summary.json").read_text())
     assert {s["notebook"] for s in summary} == {p.name for p in NOTEBOOKS}
     assert all(s["seconds"] > 0 for s in summary)
+
+
+# --------------------------------------------------------------------------- the literal dicts
+
+
+def _run_request_cells(path: Path) -> dict:
+    """Execute every code cell not tagged 'engine' (no engine starts, nothing is generated)."""
+    namespace: dict = {"__name__": "__notebook__"}
+    for cell in _code(path):
+        if "engine" in _tags(cell) or "raises-exception" in _tags(cell):
+            continue
+        exec(compile(cell.source, f"{path.name}:cell", "exec"), namespace)
+    return namespace
+
+
+def _assert_same_dict(literal: dict, built: dict, what: str) -> None:
+    assert set(literal) == set(built), f"{what}: keys {sorted(literal)} != builder's {sorted(built)}"
+    for key, value in built.items():
+        if isinstance(value, torch.Tensor):
+            other = literal[key]
+            assert isinstance(other, torch.Tensor), f"{what}[{key!r}] is not a tensor"
+            assert other.dtype == value.dtype and other.shape == value.shape, f"{what}[{key!r}]"
+            assert torch.allclose(other.float(), value.float(), atol=1e-6, rtol=0), f"{what}[{key!r}]"
+        else:
+            assert literal[key] == value, f"{what}[{key!r}]: {literal[key]!r} != {value!r}"
+
+
+@functools.cache
+def _request_namespace(name: str) -> dict:
+    return _run_request_cells(ROOT / "notebooks" / name)
+
+
+@pytest.fixture(params=sorted(MODEL_NOTEBOOKS))
+def notebook_requests(request):
+    return request.param, _request_namespace(request.param)
+
+
+def test_the_notebooks_dicts_are_the_builders_dicts(notebook_requests):
+    """A changed dict in a notebook, or a changed builder, fails here."""
+    from vlm_tutorial.requests import precomputed_embedding_request, processor_output_request
+
+    name, ns = notebook_requests
+    processor, img, prompt, encoder = ns["processor"], ns["img"], ns["prompt"], ns["encoder"]
+    second, prompt2 = ns["second"], ns["prompt2"]
+    small_kwargs = (
+        {"max_pixels": img.width * img.height // 4} if name == "qwen2_5_vl.ipynb" else {"max_patches": 1}
+    )
+    cases = {
+        "proc_item": (ns["input_ids"], processor_output_request(processor, prompt, [img])),
+        "small_item": (ns["small_ids"], processor_output_request(processor, prompt, [img], **small_kwargs)),
+        "emb_item": (ns["input_ids"], precomputed_embedding_request(processor, prompt, [img], encoder)),
+        "multi_proc_item": (ns["input_ids2"], processor_output_request(processor, prompt2, [img, second])),
+        "multi_emb_item": (
+            ns["input_ids2"], precomputed_embedding_request(processor, prompt2, [img, second], encoder)
+        ),
+    }
+    for variable, (ids, built) in cases.items():
+        assert ids == built["input_ids"], f"{name}: the input_ids sent with {variable}"
+        (built_item,) = built["image_data"]
+        _assert_same_dict(ns[variable], built_item, f"{name}: {variable}")
+
+
+def test_the_qwen_notebooks_reused_embedding_requests_are_the_builders():
+    from vlm_tutorial.requests import precomputed_embedding_request
+
+    ns = _request_namespace("qwen2_5_vl.ipynb")
+    processor, img, encoder = ns["processor"], ns["img"], ns["encoder"]
+    for question, (ids, item) in ns["reuse_requests"].items():
+        times = question.count("<image>")
+        prompt = ns["build_prompt"](processor, question, num_images=times)
+        built = precomputed_embedding_request(processor, prompt, [img] * times, encoder)
+        assert ids == built["input_ids"], question
+        _assert_same_dict(item, built["image_data"][0], f"reuse {question!r}")
+
+
+def test_the_reuse_section_exists_in_the_qwen_notebook():
+    source = "\n".join(c.source for c in _code(ROOT / "notebooks" / "qwen2_5_vl.ipynb"))
+    assert "from safetensors.torch import load_file, save_file" in source
+    assert "pickle" not in source
+
+
+# --------------------------------------------------------------------------- re-running the engine cell
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_NOTEBOOKS))
+def test_rerunning_the_engine_cell_shuts_the_first_engine_down(name):
+    """In a real kernel: run the settings cells and the engine cell twice."""
+    from nbclient import NotebookClient
+
+    cells = _code(ROOT / "notebooks" / name)
+    setup = [c for c in cells if "engine" not in _tags(c)][:2]  # parameters, settings
+    (engine_cell,) = [c for c in cells if "ReferenceEngine(model_path" in c.source]
+    check = nbformat.v4.new_code_cell(
+        "second_engine = engine\n"
+        "print('first shut down:', first_engine.is_shut_down, '| second running:', not second_engine.is_shut_down)\n"
+        "second_engine.shutdown()"
+    )
+    keep = nbformat.v4.new_code_cell("first_engine = engine")
+    nb = nbformat.v4.new_notebook(
+        cells=[*(nbformat.v4.new_code_cell(c.source) for c in setup),
+               nbformat.v4.new_code_cell(engine_cell.source), keep,
+               nbformat.v4.new_code_cell(engine_cell.source), check]
+    )
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    assert "first shut down: True | second running: True" in nb.cells[-1].outputs[0]["text"]
