@@ -813,6 +813,7 @@ def load_vision_encoder(
     shards = sorted(set(files.weight_map.values()))
     with _staged_checkpoint(files, folder) as stage:
         vision = config.vision_config
+        pixel_shape: tuple[int, ...]
         if family.name == "qwen2_5_vl":
             tower = _load_qwen(files, stage, config, load_dtype)
             projector = None
