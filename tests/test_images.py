@@ -6,12 +6,16 @@ URLs are served from 127.0.0.1 inside the test process; nothing touches the netw
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import socket
+import struct
 import threading
 import time
 import urllib.request
+import warnings
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,10 +24,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlm_tutorial.errors import ImageDecodeError, ImageLoadError, UnsupportedImageSourceError
+from vlm_tutorial import images
+from vlm_tutorial.errors import (
+    ImageDecodeError,
+    ImageLoadError,
+    ImageTooLargeError,
+    UnsupportedImageSourceError,
+)
 from vlm_tutorial.images import (
     ACCEPTED_KINDS,
+    DEFAULT_MAX_PIXELS,
     EXAMPLE_IMAGE_SIZE,
+    MAX_PIXELS_ENV,
     example_image,
     image_to_base64,
     image_to_bytes,
@@ -470,6 +482,79 @@ def test_a_silent_server_times_out() -> None:
     assert "timed out after timeout=0.3" in str(errors[0])
 
 
+@contextlib.contextmanager
+def paced_server(
+    body: bytes, *, piece: int, pause: float, drip_headers: bool = False
+) -> Iterator[str]:
+    """Serve ``body`` from 127.0.0.1 in pieces of ``piece`` bytes, ``pause`` seconds apart.
+
+    The answer has a Content-Length. With ``drip_headers`` the status line and
+    headers go out one byte at a time, ``pause`` seconds apart, as well.
+    """
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            head = (
+                f"HTTP/1.0 200 OK\r\nContent-Type: image/png\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            pieces = [head[i : i + 1] for i in range(len(head))] if drip_headers else [head]
+            pieces += [body[i : i + piece] for i in range(0, len(body), piece)]
+            try:
+                for chunk in pieces:
+                    if stop.wait(pause):
+                        return
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            except OSError:  # the client hung up
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/house.png"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+def download_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "load_image download"]
+
+
+@pytest.mark.parametrize("drip_headers", [False, True], ids=["body", "headers"])
+def test_a_dripping_server_cannot_stretch_the_timeout(house_png: bytes, drip_headers: bool) -> None:
+    # One byte every 50 ms: every socket read succeeds well within the timeout,
+    # but the whole answer would take over 30 s.
+    assert len(house_png) * 0.05 > 30
+    with paced_server(house_png, piece=1, pause=0.05, drip_headers=drip_headers) as url:
+        start = time.monotonic()
+        with pytest.raises(ImageLoadError, match="timed out after timeout=1 ") as info:
+            load_image(url, timeout=1)
+        elapsed = time.monotonic() - start
+        assert elapsed < 1 + 1.0, f"load_image(timeout=1) took {elapsed:.1f} s"
+        assert url in str(info.value)
+        # The download thread stops at its next read after the deadline, not at the server's pace.
+        give_up = time.monotonic() + 3
+        while download_threads() and time.monotonic() < give_up:
+            time.sleep(0.05)
+        assert not download_threads()
+
+
+def test_a_paced_server_that_finishes_within_the_timeout_works(
+    house: Image.Image, house_png: bytes
+) -> None:
+    # The valid twin: four pieces 0.1 s apart, well within the timeout.
+    with paced_server(house_png, piece=len(house_png) // 4 + 1, pause=0.1) as url:
+        assert load_image(url, timeout=5).tobytes() == house.tobytes()
+
+
 def test_http_404_is_an_image_load_error(served: str) -> None:
     with pytest.raises(ImageLoadError, match="404") as info:
         load_image(f"{served}/missing.png")
@@ -550,6 +635,175 @@ def test_bad_limits_are_refused_before_any_work(
     with pytest.raises(error, match=next(iter(kwargs))):
         load_image(house, **kwargs)
     assert load_image(house, timeout=0.5, max_bytes=1).size == house.size
+
+
+# ---------------------------------------------------------------- size limits
+
+
+def header_only_png(width: int, height: int) -> bytes:
+    """A PNG whose header announces ``width x height`` 8-bit grey pixels but holds 16 bytes of data.
+
+    A few dozen bytes, cheap at any announced size; decoding it would need
+    ``width * height`` bytes and then fail as truncated.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def no_pixel_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if any PIL image file decodes its pixels."""
+    from PIL import ImageFile
+
+    def refuse(self: object) -> None:
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+
+
+def test_the_default_pixel_limit_is_pils_default() -> None:
+    assert DEFAULT_MAX_PIXELS == Image.MAX_IMAGE_PIXELS == 89_478_485
+
+
+def test_the_header_only_png_helper_announces_its_size() -> None:
+    # The valid twin of the tests below: PIL reads the announced size from the header.
+    with Image.open(io.BytesIO(header_only_png(300, 200))) as image:
+        assert image.size == (300, 200)
+    with pytest.raises(ImageDecodeError, match="truncated"):  # within the limit: decoded, fails
+        load_image(header_only_png(300, 200))
+
+
+def test_a_100_megapixel_image_is_refused_from_its_header(no_pixel_decoding: None) -> None:
+    data = header_only_png(10_000, 10_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's DecompressionBombWarning would fail the test
+        with pytest.raises(ImageTooLargeError) as info:
+            load_image(data)
+    message = str(info.value)
+    assert "10000 x 10000 = 100000000 pixels" in message
+    assert f"max_pixels={DEFAULT_MAX_PIXELS}" in message
+    assert MAX_PIXELS_ENV in message and "max_pixels=N" in message
+    assert isinstance(info.value, ImageLoadError)
+
+
+def test_a_900_megapixel_image_is_refused_without_blaming_the_file() -> None:
+    with pytest.raises(ImageTooLargeError) as info:
+        load_image(header_only_png(30_000, 30_000))
+    message = str(info.value)
+    assert "900000000 pixels" in message and f"max_pixels={DEFAULT_MAX_PIXELS}" in message
+    assert "re-download" not in message and "corrupt" not in message
+
+
+def test_a_limit_above_pils_own_names_pils_limit() -> None:
+    # PIL refuses over twice Image.MAX_IMAGE_PIXELS whatever max_pixels says.
+    with pytest.raises(ImageTooLargeError, match=r"PIL.Image.MAX_IMAGE_PIXELS") as info:
+        load_image(header_only_png(30_000, 30_000), max_pixels=10**9)
+    assert "max_pixels=1000000000 allows it" in str(info.value)
+
+
+def _every_kind(house_png: bytes, tmp_path: Path, served: str) -> dict[str, object]:
+    path = tmp_path / "house.png"
+    path.write_bytes(house_png)
+    b64 = base64.b64encode(house_png).decode()
+    return {
+        "pil": Image.open(io.BytesIO(house_png)),
+        "path": path,
+        "http_url": f"{served}/house.png",
+        "bytes": house_png,
+        "base64": b64,
+        "data_url": f"data:image/png;base64,{b64}",
+    }
+
+
+@pytest.mark.parametrize("kind", ["pil", "path", "http_url", "bytes", "base64", "data_url"])
+def test_max_pixels_applies_to_every_input_kind(
+    kind: str, house: Image.Image, house_png: bytes, tmp_path: Path, served: str
+) -> None:
+    pixels = house.width * house.height  # 64 x 48 = 3072
+    with pytest.raises(
+        ImageTooLargeError, match=rf"64 x 48 = {pixels} pixels.*max_pixels={pixels - 1}"
+    ):
+        load_image(_every_kind(house_png, tmp_path, served)[kind], max_pixels=pixels - 1)
+    # The valid twin: exactly at the limit.
+    loaded = load_image(_every_kind(house_png, tmp_path, served)[kind], max_pixels=pixels)
+    assert loaded.tobytes() == house.tobytes()
+
+
+def test_the_environment_variable_sets_the_pixel_limit(
+    house: Image.Image, house_png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pixels = house.width * house.height
+    monkeypatch.setenv(MAX_PIXELS_ENV, str(pixels - 1))
+    with pytest.raises(ImageTooLargeError, match=f"max_pixels={pixels - 1}"):
+        load_image(house_png)
+    assert load_image(house_png, max_pixels=pixels).size == house.size  # the argument wins
+    monkeypatch.setenv(MAX_PIXELS_ENV, str(pixels))
+    assert load_image(house_png).size == house.size
+    # Raised, it lets through what the default refuses (then decoding fails: it is truncated).
+    just_over = header_only_png(9_500, 9_500)
+    assert DEFAULT_MAX_PIXELS < 9_500 * 9_500
+    monkeypatch.setenv(MAX_PIXELS_ENV, "100_000_000")
+    with pytest.raises(ImageDecodeError, match="truncated"):
+        load_image(just_over)
+    monkeypatch.delenv(MAX_PIXELS_ENV)
+    with pytest.raises(ImageTooLargeError):
+        load_image(just_over)
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5", "1.5"])
+def test_a_bad_pixel_limit_variable_is_named(
+    value: str, house_png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MAX_PIXELS_ENV, value)
+    with pytest.raises(ValueError, match=rf"{MAX_PIXELS_ENV}={value!r}.*positive integer"):
+        load_image(house_png)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "")  # the valid twin: empty means the default
+    assert load_image(house_png).size == (64, 48)
+
+
+@pytest.mark.parametrize(
+    ("max_pixels", "error"),
+    [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)],
+)
+def test_a_bad_max_pixels_argument_is_refused(
+    max_pixels: object, error: type[Exception], house: Image.Image
+) -> None:
+    with pytest.raises(error, match="max_pixels"):
+        load_image(house, max_pixels=max_pixels)  # type: ignore[arg-type]
+    assert load_image(house, max_pixels=None).size == house.size
+
+
+@pytest.mark.parametrize("kind", ["bytes", "bytearray", "memoryview", "base64", "data_url"])
+def test_encoded_inputs_are_capped_in_bytes_before_decoding(
+    kind: str, house: Image.Image, house_png: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b64 = base64.b64encode(house_png).decode()
+    source = {
+        "bytes": house_png,
+        "bytearray": bytearray(house_png),
+        "memoryview": memoryview(house_png),
+        "base64": b64,
+        "data_url": f"data:image/png;base64,{b64}",
+    }[kind]
+    size = len(house_png)
+    with monkeypatch.context() as patch:
+        patch.setattr(images.base64, "b64decode", lambda *a, **k: pytest.fail("decoded"))
+        patch.setattr(images.Image, "open", lambda *a, **k: pytest.fail("opened"))
+        with pytest.raises(ImageTooLargeError, match=rf"max_bytes={size - 1} bytes \({size} "):
+            load_image(source, max_bytes=size - 1)
+    # The valid twin: exactly at the cap.
+    assert load_image(source, max_bytes=size).tobytes() == house.tobytes()
 
 
 # ---------------------------------------------------------------- example image

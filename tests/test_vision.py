@@ -7,7 +7,10 @@ for the same processor output, in float32 on CPU.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,13 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from vlm_tutorial import vision
-from vlm_tutorial.errors import EmbeddingShapeError, UnknownModelFamilyError, VisionWeightsError
+from vlm_tutorial.errors import (
+    CheckpointFileError,
+    EmbeddingShapeError,
+    ProcessorOutputError,
+    UnknownModelFamilyError,
+    VisionWeightsError,
+)
 from vlm_tutorial.prompts import build_prompt
 from vlm_tutorial.tiny import tiny_model_path
 from vlm_tutorial.vision import load_vision_encoder
@@ -219,6 +228,24 @@ def test_attn_argument_is_checked(attn):
 # ----------------------------------------------------------------------------- what is read
 
 
+def linked_copy(source: Path, dest: Path) -> Path:
+    """A copy of the checkpoint folder ``source``; its shards hard-linked where the disk allows.
+
+    The shards are shared with ``source``: replace one (unlink, then write) rather than
+    writing into it. The small files are real copies.
+    """
+    dest.mkdir(parents=True)
+    for item in source.iterdir():
+        if item.suffix == ".safetensors":
+            try:
+                os.link(item, dest / item.name)
+                continue
+            except OSError:  # another file system
+                pass
+        shutil.copy2(item, dest / item.name)
+    return dest
+
+
 def vision_shards(path: Path, prefixes: tuple[str, ...]) -> set[str]:
     weight_map = json.loads((path / INDEX).read_text())["weight_map"]
     return {f for k, f in weight_map.items() if k.startswith(prefixes)}
@@ -233,13 +260,10 @@ def test_reads_only_the_vision_shards(family, tmp_path, processors):
     assert text_only, "the text-heavy preset should have shards without vision weights"
 
     # A copy whose text-only shards are junk: opening one would fail.
-    copy = tmp_path / "model"
-    copy.mkdir()
-    for item in source.iterdir():
-        if item.name in text_only:
-            (copy / item.name).write_bytes(b"not a safetensors file")
-        else:
-            (copy / item.name).symlink_to(item)
+    copy = linked_copy(source, tmp_path / "model")
+    for name in text_only:
+        (copy / name).unlink()
+        (copy / name).write_bytes(b"not a safetensors file")
 
     encoder = load_vision_encoder(copy)
     assert encoder.files_read == sorted(wanted)
@@ -361,6 +385,231 @@ def test_not_a_vlm_folder_raises(tmp_path):
 def test_folder_without_config_raises(tmp_path):
     with pytest.raises(UnknownModelFamilyError, match="config.json"):
         load_vision_encoder(tmp_path)
+
+
+# ----------------------------------------------------------------------------- untrusted files
+
+
+def the_vision_shard(folder: Path) -> str:
+    (shard,) = vision_shards(folder, vision.VISION_PREFIXES["qwen2_5_vl"])
+    return shard
+
+
+def repoint_vision_keys(folder: Path, name: str) -> None:
+    """Make the index of ``folder`` place every vision key in the file ``name``."""
+    index = json.loads((folder / INDEX).read_text())
+    shard = the_vision_shard(folder)
+    index["weight_map"] = {k: (name if v == shard else v) for k, v in index["weight_map"].items()}
+    (folder / INDEX).write_text(json.dumps(index))
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch):
+    """A fresh folder as tempfile's temporary directory, to see what a load leaves in it."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_an_index_entry_with_dotdot_is_refused(tmp_path, private_tmp):
+    # The vision shard sits beside the checkpoint folder; "../" in the index points there.
+    copy = linked_copy(tiny_model_path("qwen2_5_vl"), tmp_path / "ckpt")
+    shard = the_vision_shard(copy)
+    (copy / shard).rename(tmp_path / "outside.safetensors")
+    repoint_vision_keys(copy, "../outside.safetensors")
+    with pytest.raises(CheckpointFileError) as info:
+        load_vision_encoder(copy)
+    message = str(info.value)
+    assert str(copy / INDEX) in message and "'../outside.safetensors'" in message
+    assert list(private_tmp.iterdir()) == []  # no staging folder, no link left behind
+    # The valid twin: the same shard inside the folder, under another name, loads.
+    (tmp_path / "outside.safetensors").rename(copy / "renamed.safetensors")
+    repoint_vision_keys(copy, "renamed.safetensors")
+    assert load_vision_encoder(copy).files_read == ["renamed.safetensors"]
+    assert list(private_tmp.iterdir()) == []  # the staging folder is removed
+
+
+@pytest.mark.parametrize(
+    "name", ["/etc/hostname", "sub/../../x.safetensors", "..\\x.safetensors", ""]
+)
+def test_an_index_entry_outside_the_folder_is_refused(name, tmp_path):
+    copy = linked_copy(tiny_model_path("qwen2_5_vl"), tmp_path / "ckpt")
+    repoint_vision_keys(copy, name)
+    with pytest.raises(
+        CheckpointFileError, match="not a file inside the checkpoint folder"
+    ) as info:
+        load_vision_encoder(copy)
+    assert repr(name) in str(info.value) and str(copy / INDEX) in str(info.value)
+
+
+def test_an_index_entry_in_a_subfolder_loads(tmp_path, private_tmp):
+    copy = linked_copy(tiny_model_path("qwen2_5_vl"), tmp_path / "ckpt")
+    shard = the_vision_shard(copy)
+    (copy / "shards").mkdir()
+    (copy / shard).rename(copy / "shards" / shard)
+    repoint_vision_keys(copy, f"shards/{shard}")
+    assert load_vision_encoder(copy).files_read == [f"shards/{shard}"]
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_link_out_of_the_folder_is_refused(tmp_path):
+    copy = linked_copy(tiny_model_path("qwen2_5_vl"), tmp_path / "ckpt")
+    shard = the_vision_shard(copy)
+    (copy / shard).rename(tmp_path / shard)
+    (copy / shard).symlink_to(tmp_path / shard)
+    with pytest.raises(CheckpointFileError, match="outside the checkpoint folder") as info:
+        load_vision_encoder(copy)
+    assert repr(shard) in str(info.value) and str(copy / INDEX) in str(info.value)
+    # The valid twin: a link to a file inside the folder is fine.
+    (copy / shard).unlink()
+    (tmp_path / shard).rename(copy / "real.safetensors")
+    (copy / shard).symlink_to("real.safetensors")
+    assert load_vision_encoder(copy).files_read == [shard]
+
+
+def test_a_config_link_out_of_the_folder_is_refused(tmp_path):
+    copy = linked_copy(tiny_model_path("qwen2_5_vl"), tmp_path / "ckpt")
+    (copy / "config.json").rename(tmp_path / "config.json")
+    (copy / "config.json").symlink_to(tmp_path / "config.json")
+    with pytest.raises(CheckpointFileError, match="'config.json' is a link to"):
+        load_vision_encoder(copy)
+
+
+def test_a_hub_cache_snapshot_with_links_to_its_blobs_loads(tmp_path, inputs):
+    # huggingface_hub's cache: snapshots/<revision>/<file> are links to ../../blobs/<hash>.
+    source = tiny_model_path("qwen2_5_vl")
+    repo = tmp_path / "hub" / "models--org--tiny"
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    linked_copy(source, repo / "blobs")
+    for item in (repo / "blobs").iterdir():
+        (snapshot / item.name).symlink_to(Path("..", "..", "blobs", item.name))
+    encoder = load_vision_encoder(snapshot, dtype=torch.float32)
+    reference = load_vision_encoder(source, dtype=torch.float32)
+    torch.testing.assert_close(encoder(inputs["qwen2_5_vl"]), reference(inputs["qwen2_5_vl"]))
+
+
+def overwrite_header(path: Path, data: bytes) -> None:
+    """Replace the first ``len(data)`` bytes of ``path`` (a copy, not a hard link)."""
+    content = path.read_bytes()
+    path.unlink()
+    path.write_bytes(data + content[len(data) :])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["huge header length", "header length past the end", "not json", "cut short", "empty"],
+)
+def test_a_damaged_safetensors_file_names_the_file(damage, tmp_path):
+    copy = linked_copy(tiny_model_path("qwen2_5_vl"), tmp_path / "ckpt")
+    path = copy / the_vision_shard(copy)
+    (header_length,) = struct.unpack("<Q", path.read_bytes()[:8])
+    if damage == "huge header length":
+        overwrite_header(path, struct.pack("<Q", 2**63))
+    elif damage == "header length past the end":
+        overwrite_header(path, struct.pack("<Q", path.stat().st_size))
+    elif damage == "not json":
+        overwrite_header(path, struct.pack("<Q", header_length) + b"{nope")
+    else:
+        content = path.read_bytes()
+        path.unlink()
+        path.write_bytes(content[: len(content) // 2] if damage == "cut short" else b"")
+    with pytest.raises(CheckpointFileError, match="not a readable safetensors file") as info:
+        load_vision_encoder(copy)
+    assert str(path) in str(info.value)
+
+
+def test_a_damaged_single_file_checkpoint_names_the_file(tmp_path):
+    copy = tmp_path / "single"
+    copy.mkdir()
+    shutil.copy(tiny_model_path("qwen2_5_vl") / "config.json", copy)
+    (copy / "model.safetensors").write_bytes(struct.pack("<Q", 2**40) + b"{}")
+    with pytest.raises(CheckpointFileError, match="model.safetensors"):
+        load_vision_encoder(copy)
+
+
+@pytest.mark.parametrize("name", [INDEX, "config.json"])
+def test_invalid_json_names_the_file(name, tmp_path):
+    copy = linked_copy(tiny_model_path("qwen2_5_vl"), tmp_path / "ckpt")
+    text = (copy / name).read_text()
+    (copy / name).unlink()
+    (copy / name).write_text(text[: len(text) // 2])
+    with pytest.raises(CheckpointFileError, match="is not valid JSON") as info:
+        load_vision_encoder(copy)
+    assert str(copy / name) in str(info.value)
+
+
+@pytest.mark.parametrize("content", [[], {"metadata": {}}, {"weight_map": {"visual.x": 3}}])
+def test_an_index_without_a_weight_map_names_the_file(content, tmp_path):
+    copy = linked_copy(tiny_model_path("qwen2_5_vl"), tmp_path / "ckpt")
+    (copy / INDEX).unlink()
+    (copy / INDEX).write_text(json.dumps(content))
+    with pytest.raises(CheckpointFileError, match="'weight_map'") as info:
+        load_vision_encoder(copy)
+    assert str(copy / INDEX) in str(info.value)
+
+
+def test_hub_index_entries_are_checked_before_any_shard_is_fetched(tmp_path, monkeypatch):
+    source = linked_copy(tiny_model_path("qwen2_5_vl"), tmp_path / "src")
+    repoint_vision_keys(source, "../../secret.safetensors")
+    hub = FakeHub(source, tmp_path / "cache")
+    monkeypatch.setattr(vision, "hf_hub_download", hub)
+    with pytest.raises(CheckpointFileError, match="'../../secret.safetensors'"):
+        load_vision_encoder("org/evil-index")
+    assert hub.requested == ["config.json", INDEX]
+
+
+# ----------------------------------------------------------------------------- processor output
+
+
+def test_a_processor_output_of_the_other_family_is_refused(inputs):
+    encoders = {f: load_vision_encoder(tiny_model_path(f), dtype=torch.float32) for f in FAMILIES}
+    with pytest.raises(ProcessorOutputError, match=r"llama4 encoder takes \(n, 3, 56, 56\)"):
+        encoders["llama4"](inputs["qwen2_5_vl"])
+    with pytest.raises(ProcessorOutputError, match=r"qwen2_5_vl encoder takes \(n, 1176\)"):
+        encoders["qwen2_5_vl"](inputs["llama4"])
+    # The valid twins.
+    for family in FAMILIES:
+        assert encoders[family](inputs[family]).shape[1] == encoders[family].text_hidden_size
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda g: g[0], r"shape \(images, 3\), got torch.int64 \(3,\)"),
+        (lambda g: g[:, :2], r"shape \(images, 3\)"),
+        (lambda g: g.float(), "must be integers"),
+        (lambda g: g * torch.tensor([0, 1, 1]), "must be positive"),
+        (lambda g: g + torch.tensor([0, 1, 0]), "multiples of 2"),
+        (lambda g: g * torch.tensor([1, 2, 1]), "pixel_values holds"),
+    ],
+    ids=["one row", "two columns", "floats", "zero frames", "odd height", "too many patches"],
+)
+def test_a_bad_image_grid_thw_is_refused(edit, message, inputs):
+    encoder = load_vision_encoder(tiny_model_path("qwen2_5_vl"), dtype=torch.float32)
+    batch = dict(inputs["qwen2_5_vl"])
+    batch["image_grid_thw"] = edit(batch["image_grid_thw"])
+    with pytest.raises(ProcessorOutputError, match=message):
+        encoder(batch)
+
+
+def test_processor_output_without_pixel_values_is_refused():
+    encoder = load_vision_encoder(tiny_model_path("llama4"))
+    with pytest.raises(ProcessorOutputError, match="no 'pixel_values'"):
+        encoder({"input_ids": torch.tensor([[1, 2]])})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_a_cuda_device_without_gpu_fails_before_any_file_is_read(tmp_path, monkeypatch):
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a checkpoint file was read")
+
+    monkeypatch.setattr(vision, "_read_json", no_reading)
+    monkeypatch.setattr(vision, "_tensor_infos", no_reading)
+    for device in ("cuda:0", "cuda", torch.device("cuda", 1)):
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            load_vision_encoder(tiny_model_path("qwen2_5_vl"), device=device)
 
 
 # ----------------------------------------------------------------------------- hub downloads

@@ -77,6 +77,65 @@ class EngineUnavailableError(VLMTutorialError, ValueError):
     """
 
 
+class ImageTooLargeError(ImageLoadError):
+    """An image is over a size limit: more encoded bytes than ``max_bytes``, or more pixels than ``max_pixels``.
+
+    The pixel limit is checked from the image's header, before any pixel is
+    decoded; it defaults to PIL's default ``Image.MAX_IMAGE_PIXELS``
+    (89,478,485 pixels). Fix: shrink the image first, or raise the limit
+    with ``load_image(..., max_bytes=N)``, ``load_image(..., max_pixels=N)``
+    or the environment variable ``VLM_TUTORIAL_MAX_IMAGE_PIXELS=N``.
+    """
+
+
+class CheckpointFileError(VLMTutorialError, ValueError):
+    """A checkpoint file is corrupt or points outside its folder.
+
+    Examples: ``config.json`` or ``model.safetensors.index.json`` is not
+    valid JSON, a safetensors header does not parse, or the index names a
+    shard outside the checkpoint folder (``..``, an absolute path, a link
+    leading elsewhere). Fix: re-download the named file, or re-save the
+    checkpoint with ``save_pretrained``; shards must be files inside the
+    checkpoint folder.
+    """
+
+
+class ProcessorOutputError(VLMTutorialError, ValueError):
+    """A processor output does not fit the vision encoder it was given.
+
+    Examples: no ``pixel_values``, a Qwen2.5-VL output without
+    ``image_grid_thw``, or pixels shaped for the other model family. Fix:
+    make it with the processor of the encoder's checkpoint
+    (``AutoProcessor.from_pretrained(same_path)``) and pass its whole output.
+    """
+
+
+class CheckpointNotFoundError(VLMTutorialError, FileNotFoundError):
+    """``model_path`` names neither an existing checkpoint folder nor a hub id that can be loaded.
+
+    Fix: check the path (a relative path is read from the current
+    directory), pass ``tiny`` for a tiny offline model, or a hub id such as
+    ``Qwen/Qwen2.5-VL-3B-Instruct`` (offline, it must be in the hub cache).
+    """
+
+
+class NotebookNotFoundError(VLMTutorialError, FileNotFoundError):
+    """A notebook named on the ``run_notebooks`` command line does not exist.
+
+    Fix: name one of the notebooks the message lists, by path or by short
+    name (``llama4`` for ``notebooks/llama4.ipynb``).
+    """
+
+
+class NotebookParameterError(VLMTutorialError, ValueError):
+    """A ``-p NAME VALUE`` given to ``run_notebooks`` that the notebooks cannot take.
+
+    The name is defined in no selected notebook's ``parameters`` cell, or the
+    value is not one the parameter accepts. Fix: use a name and a value the
+    message lists.
+    """
+
+
 __all__ = [
     "VLMTutorialError",
     "ImageLoadError",
@@ -87,4 +146,10 @@ __all__ = [
     "UnknownModelFamilyError",
     "VisionWeightsError",
     "EngineUnavailableError",
+    "ImageTooLargeError",
+    "CheckpointFileError",
+    "ProcessorOutputError",
+    "CheckpointNotFoundError",
+    "NotebookNotFoundError",
+    "NotebookParameterError",
 ]

@@ -30,20 +30,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
-import struct
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .errors import EmbeddingShapeError, UnknownModelFamilyError, VisionWeightsError
+from .errors import (
+    CheckpointFileError,
+    EmbeddingShapeError,
+    ProcessorOutputError,
+    UnknownModelFamilyError,
+    VisionWeightsError,
+)
 from .families import ModelFamily, detect_family
 
 #: Checkpoint key prefixes of the vision weights, per family. Qwen2.5-VL
@@ -67,6 +73,13 @@ _SAFETENSORS_DTYPES = {
     "F16": torch.float16,
     "BF16": torch.bfloat16,
 }
+#: Bytes per element of the safetensors dtypes (for the byte counts only).
+_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+    "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+    "U32": 4, "I32": 4, "F32": 4,
+    "U64": 8, "I64": 8, "F64": 8,
+}  # fmt: skip
 
 try:  # at module level, so that tests can replace it
     from huggingface_hub import hf_hub_download
@@ -79,10 +92,15 @@ except ImportError:  # pragma: no cover - huggingface_hub is a dependency of tra
 
 @dataclass(frozen=True)
 class _VisionFiles:
-    """Where a checkpoint's vision tensors are: key -> shard file name, plus byte counts."""
+    """Where a checkpoint's vision tensors are: key -> shard file name, plus byte counts.
+
+    ``paths`` maps each shard name to its file, resolved and checked to lie
+    inside the checkpoint folder.
+    """
 
     folder: Path
     weight_map: dict[str, str]
+    paths: dict[str, Path]
     tensor_bytes: int
     dtype: torch.dtype
 
@@ -92,23 +110,110 @@ def _is_hub_id(model_path: str | os.PathLike) -> bool:
     return not Path(text).exists() and bool(_REPO_ID.match(text))
 
 
-def _read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file (names, dtypes, offsets); reads no tensor data."""
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-    header.pop("__metadata__", None)
-    return header
+def _read_json(path: Path) -> Any:
+    """Parse the JSON file ``path``; a syntax error names the file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointFileError(
+            f"{str(path)!r} is not valid JSON ({exc}); the file is damaged or was cut short: "
+            "download it again, or re-save the checkpoint with save_pretrained"
+        ) from exc
 
 
-def _weight_map(folder: Path) -> dict[str, str]:
-    """Map every tensor name of the checkpoint in ``folder`` to the file that holds it."""
+def _read_index(index: Path) -> dict[str, str]:
+    """The ``weight_map`` of ``model.safetensors.index.json``, checked to map names to shard names."""
+    content = _read_json(index)
+    weight_map = content.get("weight_map") if isinstance(content, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(key, str) and isinstance(name, str) for key, name in weight_map.items()
+    ):
+        raise CheckpointFileError(
+            f"{str(index)!r} has no 'weight_map' object mapping tensor names to shard file "
+            "names; download it again, or re-save the checkpoint with save_pretrained"
+        )
+    for key, name in weight_map.items():
+        _check_shard_name(name, key, index)
+    return dict(weight_map)
+
+
+def _check_shard_name(name: str, key: str, index: Path) -> None:
+    """Refuse an index entry that is not a relative path inside the checkpoint folder."""
+    pure = PurePosixPath(name)
+    inside = (
+        bool(name)
+        and not pure.is_absolute()
+        and ".." not in pure.parts
+        and "\\" not in name  # a Windows separator, as in "..\\x"
+        and not PureWindowsPath(name).drive
+    )
+    if not inside:
+        raise CheckpointFileError(
+            f"{str(index)!r} places tensor {key!r} in {name!r}, which is not a file inside the "
+            "checkpoint folder (shard names must be relative, without '..'); refusing to read "
+            "it. Download the index again from the model's source"
+        )
+
+
+def _inside_roots(folder: Path) -> tuple[Path, ...]:
+    """Folders a checkpoint file may resolve into: the checkpoint folder, and for a
+    huggingface_hub cache snapshot (``models--org--name/snapshots/<revision>``),
+    the repository's ``blobs`` folder its links point to."""
+    root = folder.resolve()
+    if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
+        return root, root.parent.parent / "blobs"
+    return (root,)
+
+
+def _checked_file(folder: Path, name: str, listed_in: str | None = None) -> Path:
+    """``folder / name`` resolved, refused unless it lies inside the checkpoint folder."""
+    path = (folder / name).resolve()
+    if not any(path.is_relative_to(root) for root in _inside_roots(folder)):
+        where = f", listed in {listed_in}," if listed_in else ""
+        raise CheckpointFileError(
+            f"{name!r}{where} is a link to {str(path)!r}, outside the checkpoint folder "
+            f"{str(folder)!r}; refusing to read it. Copy the file into the checkpoint folder "
+            "instead of linking it"
+        )
+    return path
+
+
+def _tensor_infos(path: Path) -> dict[str, tuple[str, int]]:
+    """``{name: (dtype, bytes)}`` for every tensor of a safetensors file, from its header only.
+
+    ``safe_open`` parses the header, refusing a header length over its own
+    limit (100 MB) or past the end of the file; no tensor data is read.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            infos = {}
+            for key in f.keys():  # noqa: SIM118 (a safe_open handle, not a dict)
+                view = f.get_slice(key)
+                dtype = view.get_dtype()
+                infos[key] = (dtype, math.prod(view.get_shape()) * _DTYPE_BYTES.get(dtype, 0))
+            return infos
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointFileError(
+            f"{str(path)!r} is not a readable safetensors file ({type(exc).__name__}: {exc}); "
+            "it is damaged or was cut short: download it again, or re-save the checkpoint "
+            "with save_pretrained(..., safe_serialization=True)"
+        ) from exc
+
+
+def _weight_map(folder: Path) -> tuple[dict[str, str], str | None]:
+    """Map every tensor name of the checkpoint in ``folder`` to the file that holds it.
+
+    Returns the map and the index file that lists the shards (None for a
+    single ``model.safetensors``).
+    """
     index = folder / _INDEX_FILE
     if index.is_file():
-        return dict(json.loads(index.read_text())["weight_map"])
+        return _read_index(_checked_file(folder, _INDEX_FILE)), repr(str(index))
     single = folder / _SINGLE_FILE
     if single.is_file():
-        return dict.fromkeys(_read_safetensors_header(single), _SINGLE_FILE)
+        return dict.fromkeys(_tensor_infos(_checked_file(folder, _SINGLE_FILE)), _SINGLE_FILE), None
     raise VisionWeightsError(
         f"no safetensors weights in {str(folder)!r}: expected {_INDEX_FILE} or {_SINGLE_FILE}; "
         "save the model with save_pretrained(..., safe_serialization=True)"
@@ -122,7 +227,8 @@ def _vision_keys(weight_map: Mapping[str, str], family: ModelFamily) -> dict[str
 
 def _vision_files(folder: Path, family: ModelFamily) -> _VisionFiles:
     """Find the vision tensors of ``folder`` and read the headers of the shards holding them."""
-    vision_map = _vision_keys(_weight_map(folder), family)
+    weight_map, listed_in = _weight_map(folder)
+    vision_map = _vision_keys(weight_map, family)
     if not vision_map:
         raise VisionWeightsError(
             f"{str(folder)!r} holds no vision weights: no tensor name starts with "
@@ -131,29 +237,36 @@ def _vision_files(folder: Path, family: ModelFamily) -> _VisionFiles:
         )
     tensor_bytes = 0
     dtypes: Counter[torch.dtype] = Counter()
+    paths: dict[str, Path] = {}
     for shard in sorted(set(vision_map.values())):
-        path = folder / shard
-        if not path.is_file():
+        if not (folder / shard).is_file():
             raise VisionWeightsError(
                 f"shard {shard!r} listed in {_INDEX_FILE} for vision weights is missing from "
                 f"{str(folder)!r}; download it again"
             )
-        header = _read_safetensors_header(path)
+        paths[shard] = _checked_file(folder, shard, listed_in)
+        infos = _tensor_infos(paths[shard])
         for key, file in vision_map.items():
             if file != shard:
                 continue
-            if key not in header:
+            if key not in infos:
                 raise VisionWeightsError(
                     f"{_INDEX_FILE} places vision weight {key!r} in {shard!r}, but that file "
                     "does not hold it: the index and the shards disagree"
                 )
-            start, end = header[key]["data_offsets"]
-            tensor_bytes += end - start
-            dtype = _SAFETENSORS_DTYPES.get(header[key]["dtype"])
+            dtype_name, size = infos[key]
+            tensor_bytes += size
+            dtype = _SAFETENSORS_DTYPES.get(dtype_name)
             if dtype is not None:
-                dtypes[dtype] += end - start
+                dtypes[dtype] += size
     dtype = dtypes.most_common(1)[0][0] if dtypes else torch.float32
-    return _VisionFiles(folder, vision_map, tensor_bytes, dtype)
+    return _VisionFiles(folder, vision_map, paths, tensor_bytes, dtype)
+
+
+def _checkpoint_family(folder: Path) -> ModelFamily:
+    """The family named by ``folder/config.json``; a damaged config names the file."""
+    _read_json(_checked_file(folder, _CONFIG_FILE))
+    return detect_family(folder)
 
 
 def _download_vision_files(repo_id: str, revision: str | None) -> Path:
@@ -175,13 +288,13 @@ def _download_vision_files(repo_id: str, revision: str | None) -> Path:
             f"{repo_id!r} is not a local folder, and fetching its config.json from the hub "
             f"failed ({type(exc).__name__}: {exc}); check the path, or the id and your network"
         ) from exc
-    family = detect_family(folder)  # fail on a non-VLM before fetching any weights
+    family = _checkpoint_family(folder)  # fail on a non-VLM before fetching any weights
     try:
         index = fetch(_INDEX_FILE)
     except EntryNotFoundError:  # a single-file checkpoint has no index
         fetch(_SINGLE_FILE)
         return folder
-    weight_map = json.loads(index.read_text())["weight_map"]
+    weight_map = _read_index(index)  # shard names are checked before any is fetched
     for shard in sorted(set(_vision_keys(weight_map, family).values())):
         fetch(shard)
     return folder
@@ -193,12 +306,17 @@ def _staged_checkpoint(files: _VisionFiles, config_dir: Path) -> Iterator[Path]:
 
     It holds ``config.json`` and links to the shards with vision weights, with an
     index listing only the vision keys, so transformers opens no other shard.
+    Every link is inside the temporary folder and points to a file checked to
+    lie inside the checkpoint folder.
     """
     with tempfile.TemporaryDirectory(prefix="vision-") as tmp:
         stage = Path(tmp)
-        os.symlink(config_dir / _CONFIG_FILE, stage / _CONFIG_FILE)
-        for shard in set(files.weight_map.values()):
-            os.symlink(files.folder / shard, stage / shard)
+        config = _checked_file(config_dir, _CONFIG_FILE)
+        os.symlink(config, stage / _CONFIG_FILE)
+        for shard, path in files.paths.items():
+            link = stage / shard
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(path, link)
         if set(files.weight_map.values()) != {_SINGLE_FILE}:
             index = {"metadata": {}, "weight_map": files.weight_map}
             (stage / _INDEX_FILE).write_text(json.dumps(index))
@@ -402,6 +520,8 @@ class VisionEncoder:
         bytes_read: bytes of vision tensors read from them.
         shard_bytes: total size of the shard files opened.
         attn: ``"fast"`` or ``"reference"`` (the attention path in use).
+        pixel_shape: the shape of ``pixel_values`` after its first dimension, as
+            this checkpoint's processor makes it (``None``: not checked).
 
     Example:
         >>> encoder = load_vision_encoder(path)  # doctest: +SKIP
@@ -421,6 +541,7 @@ class VisionEncoder:
         files_read: list[str],
         bytes_read: int,
         shard_bytes: int,
+        pixel_shape: tuple[int, ...] | None = None,
     ) -> None:
         self.family = family
         self.tower = tower
@@ -431,6 +552,7 @@ class VisionEncoder:
         self.files_read = files_read
         self.bytes_read = bytes_read
         self.shard_bytes = shard_bytes
+        self.pixel_shape = pixel_shape
         modules = [tower] + ([projector] if projector is not None else [])
         self.vision_parameters = sum(p.numel() for m in modules for p in m.parameters())
 
@@ -456,11 +578,12 @@ class VisionEncoder:
                 f"got {type(processor_output).__name__}"
             )
         if "pixel_values" not in processor_output:
-            raise ValueError(
+            raise ProcessorOutputError(
                 f"processor output has no 'pixel_values' (keys: {sorted(processor_output)}); "
                 "call the processor with images=..."
             )
         pixel_values = torch.as_tensor(processor_output["pixel_values"])
+        self._check_processor_output(pixel_values, processor_output)
         pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
         with torch.inference_mode():
             if self.family.name == "qwen2_5_vl":
@@ -471,6 +594,46 @@ class VisionEncoder:
                 embedding = self.projector(features.flatten(0, -2))
         self._check_rows(embedding, processor_output)
         return embedding
+
+    def _check_processor_output(
+        self, pixel_values: torch.Tensor, processor_output: Mapping[str, Any]
+    ) -> None:
+        """Refuse pixels shaped for another model, and an ``image_grid_thw`` that does not fit them."""
+        fix = (
+            "make it with this checkpoint's processor (AutoProcessor.from_pretrained of the "
+            "path given to load_vision_encoder) and pass its whole output"
+        )
+        shape = tuple(pixel_values.shape)
+        if self.pixel_shape is not None and shape[1:] != self.pixel_shape:
+            expected = ", ".join(map(str, ("n", *self.pixel_shape)))
+            raise ProcessorOutputError(
+                f"pixel_values has shape {shape}, but this {self.family.name} encoder takes "
+                f"({expected}): was it made by another model's processor? Fix: {fix}"
+            )
+        if "image_grid_thw" not in self.family.embedding_extra_keys:
+            return
+        grid = processor_output.get("image_grid_thw")
+        if grid is None:
+            raise ProcessorOutputError(
+                f"{self.family.name} processor output needs 'image_grid_thw' beside "
+                f"'pixel_values' (keys given: {sorted(processor_output)}); {fix}"
+            )
+        grid = torch.as_tensor(grid)
+        merge = int(getattr(self.tower, "spatial_merge_size", 1))
+        problem = None
+        if grid.ndim != 2 or grid.shape[1] != 3 or grid.is_floating_point() or grid.is_complex():
+            problem = f"must be integers of shape (images, 3), got {grid.dtype} {tuple(grid.shape)}"
+        elif bool((grid <= 0).any()):
+            problem = f"must be positive, got {grid.tolist()}"
+        elif bool((grid[:, 1:] % merge).any()):
+            problem = f"heights and widths must be multiples of {merge}, got {grid.tolist()}"
+        elif int(grid.prod(-1).sum()) != shape[0]:
+            problem = (
+                f"says {int(grid.prod(-1).sum())} patches in all ({grid.tolist()}), but "
+                f"pixel_values holds {shape[0]} rows"
+            )
+        if problem:
+            raise ProcessorOutputError(f"image_grid_thw {problem}; {fix}")
 
     def _qwen(
         self, pixel_values: torch.Tensor, processor_output: Mapping[str, Any]
@@ -571,7 +734,7 @@ def _load_llama4(
     for key in sorted(proj_keys):
         by_shard.setdefault(files.weight_map[key], []).append(key)
     for shard, keys in by_shard.items():
-        with safe_open(str(files.folder / shard), framework="pt") as f:
+        with safe_open(str(files.paths[shard]), framework="pt") as f:
             for key in keys:
                 state[key.removeprefix("multi_modal_projector.")] = f.get_tensor(key).to(dtype)
     projector.load_state_dict(state, strict=True)
@@ -599,9 +762,18 @@ def load_vision_encoder(
             (transformers' forward unchanged).
         revision: hub revision, for hub ids.
 
+    Only files inside the checkpoint folder are read: an index entry with
+    ``..`` or an absolute name, or a link leading out of the folder, is
+    refused (links of a huggingface_hub cache snapshot to its ``blobs``
+    folder are fine). Headers are read with ``safetensors.safe_open``.
+
     Raises:
         UnknownModelFamilyError: not a Qwen2.5-VL or Llama 4 checkpoint.
         VisionWeightsError: vision weights missing, incomplete or unexpected.
+        CheckpointFileError: a damaged ``config.json``, index or safetensors
+            header, or a file outside the checkpoint folder.
+        ValueError: ``device`` is a GPU but none is visible (checked before
+            any file is read), or a bad ``attn`` or ``dtype``.
 
     Example:
         >>> encoder = load_vision_encoder("Qwen/Qwen2.5-VL-3B-Instruct", device="cuda")  # doctest: +SKIP
@@ -628,7 +800,7 @@ def load_vision_encoder(
                 f"{os.fspath(model_path)!r} is not a checkpoint folder (no config.json there) nor a "
                 "hub id like 'Qwen/Qwen2.5-VL-3B-Instruct'; pass a folder written by save_pretrained"
             )
-    family = detect_family(folder)
+    family = _checkpoint_family(folder)
     if attn == "fast" and family.name != "qwen2_5_vl":
         raise ValueError(
             f"attn='fast' exists for Qwen2.5-VL only, not {family.name}; use attn='auto'"
@@ -640,13 +812,18 @@ def load_vision_encoder(
     config = AutoConfig.from_pretrained(folder)
     shards = sorted(set(files.weight_map.values()))
     with _staged_checkpoint(files, folder) as stage:
+        vision = config.vision_config
+        pixel_shape: tuple[int, ...]
         if family.name == "qwen2_5_vl":
             tower = _load_qwen(files, stage, config, load_dtype)
             projector = None
             image_token_id = config.image_token_id
+            # One row per patch: channels x frames x patch x patch values.
+            pixel_shape = (vision.in_channels * vision.temporal_patch_size * vision.patch_size**2,)
         else:
             tower, projector = _load_llama4(files, stage, config, load_dtype)
             image_token_id = config.image_token_index
+            pixel_shape = (vision.num_channels, vision.image_size, vision.image_size)  # tiles
     # Move only the device: the dtype is already right (see _load_llama4).
     tower.to(device=device).eval()
     if projector is not None:
@@ -660,7 +837,8 @@ def load_vision_encoder(
         attn=mode,
         files_read=shards,
         bytes_read=files.tensor_bytes,
-        shard_bytes=sum((folder / s).stat().st_size for s in shards),
+        shard_bytes=sum(files.paths[s].stat().st_size for s in shards),
+        pixel_shape=pixel_shape,
     )
 
 
