@@ -227,7 +227,7 @@ def test_backend_sglang_without_sglang_is_one_line(executed, capsys):
     assert main(["qwen2_5_vl", "-p", "backend", "sglang"]) == 2
     line = one_line_error(capsys)
     assert f'backend="sglang" cannot run here: {sglang_unavailable_reason()}' in line
-    assert "-p backend transformers" in line
+    assert 'backend="transformers"' in line
     assert executed == []
     with pytest.raises(EngineUnavailableError):
         prepare_runs(["qwen2_5_vl"], {}, env={"VLM_TUTORIAL_BACKEND": "sglang"})

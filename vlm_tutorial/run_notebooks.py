@@ -37,12 +37,11 @@ from typing import Any
 
 from .errors import (
     CheckpointNotFoundError,
-    EngineUnavailableError,
     NotebookNotFoundError,
     NotebookParameterError,
     VLMTutorialError,
 )
-from .setup import ENV_PREFIX, TINY
+from .notebook import ENV_PREFIX, TINY, resolve_setting
 
 DEFAULT_OUT = Path("build/notebooks")
 NOTEBOOK_DIR = Path("notebooks")
@@ -257,11 +256,8 @@ _PATH_PARAMETERS = ("model_path", "image")
 def _effective(
     name: str, given: Mapping[str, Any], defaults: Mapping[str, Any], env: Mapping[str, str]
 ) -> Any:
-    """The value a notebook's settings will use: its environment variable, else ``-p``, else the default."""
-    from_env = env.get(ENV_PREFIX + name.upper())
-    if from_env not in (None, ""):
-        return from_env
-    return given.get(name, defaults.get(name))
+    """The value a notebook's settings will use: ``-p``, else its environment variable, else the default."""
+    return resolve_setting(name, given.get(name), env, defaults.get(name))
 
 
 def _absolute_if_local(value: Any) -> Any:
@@ -348,19 +344,14 @@ def check_backend(backend: Any) -> None:
     Example:
         >>> check_backend("transformers")
     """
-    from .engines import BACKENDS, sglang_unavailable_reason
+    from .engines import BACKENDS
+    from .engines import check_backend as check_engine_backend
 
     if backend not in BACKENDS:
         raise NotebookParameterError(
             f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}"
         )
-    if backend == "sglang":
-        reason = sglang_unavailable_reason()
-        if reason:
-            raise EngineUnavailableError(
-                f'backend="sglang" cannot run here: {reason}. Install vlm-tutorial[gpu] on a '
-                "CUDA machine, or pass -p backend transformers (the CPU reference engine)"
-            )
+    check_engine_backend(backend)
 
 
 def prepare_runs(

@@ -162,9 +162,10 @@ def validate_sampling_params(params: Any) -> None:
         elif kind == "number":
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise RequestFormatError(f"{shown}; it must be a number")
-            if not math.isfinite(value) or value < 0:
+            number = float(value)
+            if not math.isfinite(number) or number < 0:
                 raise RequestFormatError(f"{shown}; it must be a finite number >= 0")
-            if key == "top_p" and not 0 < value <= 1:
+            if key == "top_p" and not 0 < number <= 1:
                 raise RequestFormatError(f"{shown}; it must be in (0, 1]")
         elif kind == "ids":
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):

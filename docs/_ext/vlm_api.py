@@ -32,15 +32,17 @@ MARKER = "<!-- api-modules -->"
 GENERATED = "api/generated"
 # The order a reader meets the modules in; modules not listed follow alphabetically.
 MODULE_ORDER = [
+    "families",
     "images",
     "prompts",
-    "requests",
     "validation",
+    "requests",
     "vision",
+    "reference",
     "engines",
-    "families",
+    "notebook",
+    "report",
     "tiny",
-    "setup",
     "run_notebooks",
     "errors",
 ]
