@@ -84,6 +84,9 @@ def execute_notebook(
         execution_timeout=timeout,
         progress_bar=False,
         log_output=False,
+        # The kernel is local and papermill reaches it over loopback TCP; ipykernel warns
+        # "Kernel is running over TCP without encryption" on every start. Errors still show.
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
     seconds = time.perf_counter() - start
     nb = nbformat.read(output, as_version=4)
