@@ -2,8 +2,10 @@
 
 The slow tests build the whole site once (``scripts/build_docs.py``: the notebooks
 are executed with papermill unless ``build/notebooks/`` holds fresh copies), then
-open pages in headless Chromium. Without Chromium they are skipped, unless
-``VLM_TUTORIAL_REQUIRE_CHROMIUM=1`` (CI) makes that a failure.
+open pages in headless Chromium, some at a 1280 px window to check their layout.
+Without Chromium those are skipped before the site is built, unless
+``VLM_TUTORIAL_REQUIRE_CHROMIUM=1`` (CI) makes that a failure. Nothing here needs
+Graphviz: the diagram is committed, and only its redraw test wants ``dot``.
 """
 
 from __future__ import annotations
@@ -415,6 +417,21 @@ def test_every_notebook_is_rendered_with_its_engine_and_model(site: Path) -> Non
         assert "Outputs on this page" in page.read_text(), name
     for gpu_copy in sorted((DOCS / "gpu").glob("*.ipynb")):
         assert "Outputs on this page" in (site / "gpu" / f"{gpu_copy.stem}.html").read_text()
+
+
+@pytest.mark.slow
+def test_sidebar_lists_each_notebook_once(site: Path) -> None:
+    page = (site / "index.html").read_text()
+    nav = re.search(r'<nav class="bd-links bd-docs-nav".*?</nav>', page, re.S)
+    assert nav, "no sidebar on the landing page"
+    links = re.findall(r'<a class="reference internal" href="([^"#]+)"', nav.group(0))
+    assert len(links) == len(set(links)), sorted(x for x in links if links.count(x) > 1)
+    for name in _notebook_names():
+        assert links.count(f"notebooks/{name}.html") == 1, name
+    gpu_copies = [f"gpu/{path.stem}.html" for path in sorted((DOCS / "gpu").glob("*.ipynb"))]
+    assert all(links.count(link) == 1 for link in gpu_copies), gpu_copies
+    # The GPU copies are listed under the GPU page, after it, not among this build's notebooks.
+    assert all(links.index(link) > links.index("gpu.html") for link in gpu_copies)
 
 
 @pytest.mark.slow
