@@ -266,7 +266,7 @@ def _prep_parts_table(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list
     rows = [r for r in rows if any(r["prep_parts"][p]["median"] > 0 for p in SHOWN_PREP_PARTS)]
     if not rows:
         return []
-    names = {"side": "image px", "batch": "batch", "variant": "format", "k": "K"}
+    names = {"side": "image px", "batch": "batch", "variant": "format"}
     header = [names[k] for k in keys] + [p[:-2] for p in SHOWN_PREP_PARTS] + ["client prep"]
     lines = [
         "| " + " | ".join(header) + " |",
