@@ -9,7 +9,6 @@ here reaches the network: no intersphinx, no remote assets, no notebook executio
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -31,7 +30,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",  # Google-style sections; vlm_api skips it on attributes
-    "sphinx.ext.graphviz",
     "vlm_api",
     "vlm_errors",
     "vlm_notebooks",
@@ -78,15 +76,11 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 
-# The diagram on the landing page (Debian/Ubuntu: apt-get install graphviz).
-graphviz_output_format = "svg"
-graphviz_dot = shutil.which("dot") or "dot"
-graphviz_dot_args = ["-Gfontname=DejaVu Sans", "-Nfontname=DejaVu Sans", "-Efontname=DejaVu Sans"]
-
 # Theme: every asset is shipped in the wheels; nothing is fetched when a page opens.
 html_theme = "sphinx_book_theme"
 html_title = "vlm-tutorial"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["vlm.css"]  # wide tables and code at a 1280 px window
 html_last_updated_fmt = None
 html_theme_options = {
     "show_toc_level": 2,

@@ -8,6 +8,7 @@ anything about speed.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ from vlm_tutorial.bench.inputs import (
     text_only_ids,
 )
 from vlm_tutorial.bench.output import (
+    FORMAT_COLOURS,
+    draw_figure,
     fmt_seconds,
     headline_ratios,
     markdown_report,
@@ -157,7 +160,8 @@ def test_quick_run_writes_markdown_and_svg(quick_run):
     out_dir, results, out = quick_run
     table = (out_dir / "results.md").read_text()
     assert "## (a) Formats" in table and "## (b) Reuse" in table and "## (c) The limit" in table
-    assert "| image px | image tokens | prompt ids | batch | format |" in table
+    assert "| image px | image tokens | prompt ids |" in table
+    assert "| image px | batch | format | client prep | engine TTFT |" in table
     assert results["meta"]["command"] in table
     svg = (out_dir / "results.svg").read_text()
     assert "<svg" in svg and "</svg>" in svg
@@ -388,6 +392,63 @@ def test_ratios_and_markdown_from_synthetic_records():
     text = markdown_report(results)
     assert "| 448 | 1.50x | 1.50x | 500 ms |" in text
     assert "![" not in text  # no figure was written
+
+
+COMMITTED = sorted((ROOT / "docs" / "benchmarks").glob("*/*/results.json"))
+
+
+def _drawn_colours(ax) -> dict[str, set[str]]:
+    """Colour of every labelled bar group and line of a panel, by label."""
+    from matplotlib.colors import to_hex
+
+    found: dict[str, set[str]] = {}
+    for container in ax.containers:
+        label = container.get_label()
+        if label.startswith("_"):
+            continue
+        if hasattr(container, "patches"):
+            colours = {to_hex(p.get_facecolor(), keep_alpha=False) for p in container.patches}
+        else:  # an errorbar: its data line
+            colours = {to_hex(container.lines[0].get_color())}
+        found.setdefault(label, set()).update(colours)
+    return found
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.parent.name)
+def test_figure_gives_each_format_one_colour_and_legends_beside_the_plots(path):
+    pytest.importorskip("matplotlib")
+    results = json.loads(path.read_text())
+    fig = draw_figure(results)
+    assert fig is not None
+    fig.canvas.draw()
+    width, _ = fig.get_size_inches()
+    assert width <= 9.5, "drawn wider than the docs show it: its text would shrink"
+    figure_box = fig.get_window_extent()
+    seen: dict[str, str] = {}
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        assert legend is not None, ax.get_title()
+        box = legend.get_window_extent()
+        assert not box.overlaps(ax.get_window_extent()), f"legend covers {ax.get_title()!r}"
+        assert figure_box.contains(box.x0, box.y0) and figure_box.contains(box.x1, box.y1)
+        for label, colours in _drawn_colours(ax).items():
+            fmt = re.split(r"[ ,]", label)[0]
+            if fmt in FORMAT_COLOURS:
+                assert colours == {FORMAT_COLOURS[fmt]}, (ax.get_title(), label, colours)
+                seen.setdefault(fmt, FORMAT_COLOURS[fmt])
+    for text in fig.findobj(lambda artist: hasattr(artist, "get_fontsize")):
+        if getattr(text, "get_text", lambda: "")():
+            assert text.get_fontsize() >= 9, text.get_text()
+    if results.get("records"):
+        assert {"raw", "processor_output", "precomputed", "text"} <= set(seen)
+
+
+def test_formats_keep_the_colours_of_their_paths_in_the_diagram():
+    dot = (ROOT / "docs" / "diagram" / "formats.dot").read_text()
+    for source, fmt in (("raw", "raw"), ("proc_out", "processor_output"), ("emb", "precomputed")):
+        edge = re.search(rf"^\s*{source}\s*->\s*\w+\s*\[label=\"\d.*$", dot, re.M)
+        assert edge, source
+        assert f'color="{FORMAT_COLOURS[fmt]}"' in edge.group(0), fmt
 
 
 def test_fmt_seconds():

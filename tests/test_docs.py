@@ -2,8 +2,10 @@
 
 The slow tests build the whole site once (``scripts/build_docs.py``: the notebooks
 are executed with papermill unless ``build/notebooks/`` holds fresh copies), then
-open pages in headless Chromium. Without Chromium they are skipped, unless
-``VLM_TUTORIAL_REQUIRE_CHROMIUM=1`` (CI) makes that a failure.
+open pages in headless Chromium, some at a 1280 px window to check their layout.
+Without Chromium those are skipped before the site is built, unless
+``VLM_TUTORIAL_REQUIRE_CHROMIUM=1`` (CI) makes that a failure. Nothing here needs
+Graphviz: the diagram is committed, and only its redraw test wants ``dot``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ vlm_errors = _load(DOCS / "_ext" / "vlm_errors.py")
 vlm_notebooks = _load(DOCS / "_ext" / "vlm_notebooks.py")
 check_links = _load(ROOT / "scripts" / "check_links.py")
 build_docs = _load(ROOT / "scripts" / "build_docs.py")
+draw_diagram = _load(ROOT / "scripts" / "draw_diagram.py")
 
 ERROR_CLASSES = [
     obj
@@ -198,7 +201,6 @@ def test_notebooks_index_puts_gpu_copies_beside_cpu_ones(tmp_path: Path) -> None
         ":maxdepth:",
         "1",
         "/notebooks/a",
-        "/gpu/a",
         "/notebooks/b",
         ":::",
     ]
@@ -256,6 +258,49 @@ def test_stale_notebooks(tmp_path: Path) -> None:
     assert build_docs.stale_notebooks([a], executed, package) == ["a.ipynb"]
 
 
+def _svg_labels(svg: str) -> list[str]:
+    """The texts and node/edge titles of an SVG drawn by Graphviz, in document order."""
+    return [
+        html.unescape(text)
+        for text in re.findall(r"<(?:text|title)\b[^>]*>([^<]*)</(?:text|title)>", svg)
+    ]
+
+
+def test_committed_diagram_is_drawn_from_the_current_dot_source() -> None:
+    svg = draw_diagram.SVG.read_text()
+    assert draw_diagram.recorded_hash(draw_diagram.SVG) == draw_diagram.source_hash(
+        draw_diagram.DOT
+    ), "docs/diagram/formats.dot changed: run python scripts/draw_diagram.py and commit the SVG"
+    labels = _svg_labels(svg)
+    for label in ("SGLang's processor", "vision tower", "LLM", "generated text"):
+        assert label in labels, label
+
+
+def test_stale_diagram_without_dot_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    dot, svg = tmp_path / "d.dot", tmp_path / "d.svg"
+    dot.write_text("digraph { a -> b }\n")
+    monkeypatch.setattr(draw_diagram.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="apt-get install graphviz"):
+        draw_diagram.ensure_current(dot, svg)  # no SVG at all
+    mark = f"<!-- drawn by scripts/draw_diagram.py from d.dot, sha256 {'0' * 64} -->"
+    svg.write_text(f"{mark}\n<svg></svg>\n")
+    with pytest.raises(RuntimeError, match="not drawn from the current d.dot"):
+        draw_diagram.ensure_current(dot, svg)  # drawn from another source
+    svg.write_text(mark.replace("0" * 64, draw_diagram.source_hash(dot)) + "\n<svg></svg>\n")
+    assert draw_diagram.ensure_current(dot, svg) == "d.svg is current"  # no dot needed
+
+
+def test_diagram_redrawn_where_dot_exists_matches_the_committed_one(tmp_path: Path) -> None:
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot not installed: the committed diagram is used as it is")
+    dot, svg = tmp_path / "formats.dot", tmp_path / "formats.svg"
+    dot.write_bytes(draw_diagram.DOT.read_bytes())
+    assert draw_diagram.ensure_current(dot, svg) == "redrew formats.svg from formats.dot"
+    assert draw_diagram.is_current(dot, svg)
+    assert _svg_labels(svg.read_text()) == _svg_labels(draw_diagram.SVG.read_text())
+    assert draw_diagram.ensure_current(dot, svg) == "formats.svg is current"
+
+
 # --- the built site -----------------------------------------------------------------
 
 
@@ -276,7 +321,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _chromium() -> str:
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Path of headless Chromium; skips (outside CI) before the site is built without it."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
@@ -285,19 +332,21 @@ def _chromium() -> str:
             "chromium is required (VLM_TUTORIAL_REQUIRE_CHROMIUM=1): apt-get install chromium"
         )
     pytest.skip(
-        "chromium not installed (apt-get install chromium); set VLM_TUTORIAL_REQUIRE_CHROMIUM=1 to fail"
+        "chromium not installed, so the built pages are not opened in a browser "
+        "(apt-get install chromium; CI sets VLM_TUTORIAL_REQUIRE_CHROMIUM=1 to fail instead)"
     )
 
 
-def _dump_dom(page: Path, profile: Path) -> str:
+def _dump_dom(chromium: str, page: Path, profile: Path, window: str = "1280,900") -> str:
     result = subprocess.run(
         [
-            _chromium(),
+            chromium,
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
             "--no-first-run",
             f"--user-data-dir={profile}",
+            f"--window-size={window}",
             "--virtual-time-budget=5000",
             "--dump-dom",
             page.as_uri(),
@@ -316,11 +365,11 @@ def _notebook_names() -> list[str]:
 
 
 @pytest.mark.slow
-def test_landing_page_in_chromium(site: Path, tmp_path: Path) -> None:
-    dom = _dump_dom(site / "index.html", tmp_path)
+def test_landing_page_in_chromium(chromium: str, site: Path, tmp_path: Path) -> None:
+    dom = _dump_dom(chromium, site / "index.html", tmp_path)
     title = re.search(r"<title>(.*?)</title>", dom, re.S)
     assert title and "Vision-language models with SGLang" in title.group(1)
-    diagram = re.search(r'<object data="([^"]+\.svg)"[^>]*class="graphviz', dom)
+    diagram = re.search(r'<img [^>]*src="(_images/formats[^"]*\.svg)"', dom)
     assert diagram, "the formats diagram is not on the landing page"
     svg = (site / diagram.group(1)).read_text()
     for label in (
@@ -342,10 +391,12 @@ def test_landing_page_in_chromium(site: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_notebook_page_in_chromium_shows_outputs_and_provenance(site: Path, tmp_path: Path) -> None:
+def test_notebook_page_in_chromium_shows_outputs_and_provenance(
+    chromium: str, site: Path, tmp_path: Path
+) -> None:
     names = _notebook_names()
     assert names, "no notebooks in notebooks/"
-    dom = _dump_dom(site / "notebooks" / f"{names[0]}.html", tmp_path)
+    dom = _dump_dom(chromium, site / "notebooks" / f"{names[0]}.html", tmp_path)
     assert "Outputs on this page" in dom
     assert re.search(r"Engine: <strong>[^<]+</strong>", dom)
     assert re.search(r"Model: <strong>[^<]+</strong>", dom)
@@ -369,6 +420,21 @@ def test_every_notebook_is_rendered_with_its_engine_and_model(site: Path) -> Non
 
 
 @pytest.mark.slow
+def test_sidebar_lists_each_notebook_once(site: Path) -> None:
+    page = (site / "index.html").read_text()
+    nav = re.search(r'<nav class="bd-links bd-docs-nav".*?</nav>', page, re.S)
+    assert nav, "no sidebar on the landing page"
+    links = re.findall(r'<a class="reference internal" href="([^"#]+)"', nav.group(0))
+    assert len(links) == len(set(links)), sorted(x for x in links if links.count(x) > 1)
+    for name in _notebook_names():
+        assert links.count(f"notebooks/{name}.html") == 1, name
+    gpu_copies = [f"gpu/{path.stem}.html" for path in sorted((DOCS / "gpu").glob("*.ipynb"))]
+    assert all(links.count(link) == 1 for link in gpu_copies), gpu_copies
+    # The GPU copies are listed under the GPU page, after it, not among this build's notebooks.
+    assert all(links.index(link) > links.index("gpu.html") for link in gpu_copies)
+
+
+@pytest.mark.slow
 def test_troubleshooting_page_lists_every_error_class(site: Path) -> None:
     page = (site / "troubleshooting.html").read_text()
     for cls in ERROR_CLASSES:
@@ -389,3 +455,111 @@ def test_api_reference_has_a_page_per_module(site: Path) -> None:
     errors_page = (site / "api" / "generated" / "vlm_tutorial.errors.html").read_text()
     for cls in ERROR_CLASSES:
         assert f'id="vlm_tutorial.errors.{cls.__name__}"' in errors_page, cls
+
+
+# Measures the laid-out page in Chromium: runs after the page's own scripts, and writes
+# what it found into an attribute of <html> for --dump-dom to return.
+LAYOUT_PROBE = """
+<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const problems = [];
+  const root = document.documentElement;
+  const article = document.querySelector("article.bd-article");
+  const name = (el) => {
+    const text = el.textContent.trim().replace(/\\s+/g, " ").slice(0, 50);
+    return `<${el.tagName.toLowerCase()}> "${text}"`;
+  };
+  const inner = (el) => {
+    const box = el.getBoundingClientRect(), style = getComputedStyle(el);
+    return {left: box.left + parseFloat(style.paddingLeft),
+            right: box.right - parseFloat(style.paddingRight)};
+  };
+  if (root.scrollWidth > root.clientWidth + 1) {
+    problems.push(`the page is ${root.scrollWidth} px wide in a ${root.clientWidth} px window`);
+  }
+  const column = inner(article);
+  const blocks = article.querySelectorAll("table, pre");
+  for (const el of blocks) {
+    let scroller = null;
+    for (let node = el; node && node !== article; node = node.parentElement) {
+      if (["auto", "scroll"].includes(getComputedStyle(node).overflowX)) { scroller = node; break; }
+    }
+    const outer = scroller || el;
+    const box = outer.getBoundingClientRect();
+    const parent = inner(outer.parentElement);
+    const room = {left: Math.max(column.left, parent.left), right: Math.min(column.right, parent.right)};
+    if (box.right > room.right + 1 || box.left < room.left - 1) {
+      problems.push(`${name(el)} spans ${Math.round(box.left)}-${Math.round(box.right)} px, ` +
+                    `its column ${Math.round(room.left)}-${Math.round(room.right)} px` +
+                    (scroller ? " (its scrolling wrapper is too wide)" : ", and nothing scrolls it"));
+    }
+    if (!scroller && el.scrollWidth > el.clientWidth + 1) {
+      problems.push(`${name(el)} clips ${el.scrollWidth - el.clientWidth} px of its content`);
+    }
+  }
+  // The sidebar's entries wrap inside it.
+  const sidebar = document.querySelector(".bd-sidebar-primary");
+  if (sidebar && sidebar.getBoundingClientRect().width > 0) {
+    // Its entries may use its padding, not more: up to the edge of its visible area.
+    const edge = sidebar.getBoundingClientRect().left + sidebar.clientLeft + sidebar.clientWidth;
+    for (const el of sidebar.querySelectorAll("a, code")) {
+      if (el.getBoundingClientRect().right > edge + 1) {
+        problems.push(`sidebar entry ${name(el)} runs past the sidebar`);
+      }
+    }
+  }
+  // A table column squeezed until its prose runs one word per line: a cell of six
+  // words or more, wrapped to fewer than two words per line on average.
+  const cells = article.querySelectorAll("td, th");
+  for (const cell of cells) {
+    const words = cell.textContent.trim().split(/\\s+/).filter(Boolean).length;
+    if (words < 6) continue;
+    const style = getComputedStyle(cell);
+    const lineHeight = parseFloat(style.lineHeight) || 1.2 * parseFloat(style.fontSize);
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    const lines = Math.round(range.getBoundingClientRect().height / lineHeight);
+    if (2 * lines > words) {
+      problems.push(`${name(cell)}: ${words} words on ${lines} lines ` +
+                    `(its column is ${Math.round(cell.getBoundingClientRect().width)} px)`);
+    }
+  }
+  root.setAttribute("data-vlm-layout", JSON.stringify(
+      {problems, blocks: blocks.length, cells: cells.length, window: root.clientWidth}));
+}, 100));
+</script>
+"""
+
+
+def _layout_pages() -> list[str]:
+    """The landing page, each tutorial notebook, and the benchmark pages."""
+    benchmarks = sorted(
+        str(path.relative_to(DOCS).with_suffix(".html"))
+        for path in (DOCS / "benchmarks").rglob("*.md")
+    )
+    return [
+        "index.html",
+        *(f"notebooks/{name}.html" for name in _notebook_names()),
+        *benchmarks,
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", _layout_pages())
+def test_page_layout_at_1280px(chromium: str, site: Path, tmp_path: Path, page: str) -> None:
+    """At a 1280 px window, wide tables and code scroll inside their wrapper, nothing else."""
+    source = site / page
+    # A copy beside the page, so that its relative links to the theme's CSS still resolve.
+    probe = source.with_name(f"_layout_probe_{source.name}")
+    text = source.read_text()
+    assert "</body>" in text, page
+    probe.write_text(text.replace("</body>", LAYOUT_PROBE + "</body>", 1))
+    try:
+        dom = _dump_dom(chromium, probe, tmp_path, window="1280,900")
+    finally:
+        probe.unlink()
+    found = re.search(r'data-vlm-layout="([^"]*)"', dom)
+    assert found, f"the layout probe did not run on {page}"
+    layout = json.loads(html.unescape(found.group(1)))
+    assert layout["window"] >= 1200, layout  # the two-sidebar layout was measured
+    assert layout["problems"] == [], f"{page} at 1280 px:\n" + "\n".join(layout["problems"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -32,6 +34,13 @@ def test_extras_are_the_documented_three():
     assert "sglang==0.5.17" in extras["gpu"]
 
 
+def test_license_is_an_spdx_expression_that_the_build_backend_supports():
+    # A TOML table or a license classifier makes setuptools warn on every build.
+    assert isinstance(PYPROJECT["project"]["license"], str)
+    assert not [c for c in PYPROJECT["project"]["classifiers"] if c.startswith("License ::")]
+    assert "setuptools>=77" in PYPROJECT["build-system"]["requires"]  # PEP 639 support
+
+
 def test_transformers_is_pinned_to_sglangs_pin_everywhere():
     assert "transformers==5.12.1" in PYPROJECT["project"]["dependencies"]
     assert "transformers==5.12.1" in _pip_section()
@@ -45,11 +54,15 @@ def test_environment_yml_is_a_python_3_12_gpu_environment():
     assert any(p.startswith("-e .") for p in pip), "the package itself is installed"
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize(
     "pin", [p for p in _pip_section() if not p.startswith("-e")], ids=lambda p: p
 )
 def test_environment_pins_resolve_for_python_3_12_on_linux(tmp_path, pin):
-    """Each pip requirement of environment.yml has a cp312 manylinux (or pure) wheel on the registry."""
+    """Each pip requirement of environment.yml has a cp312 manylinux (or pure) wheel on the registry.
+
+    Asks the registry, so it is left out of the default suite; CI runs it (``.ci/run``).
+    """
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed",
          "--quiet", "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
@@ -71,3 +84,65 @@ def test_readme_opens_with_the_main_job_and_the_test_command():
 
 def test_ci_runs_the_readmes_test_command():
     assert re.search(r"^make test$", (ROOT / ".ci/run").read_text(), re.M)
+
+
+def _ci_environment() -> dict[str, str]:
+    """The variables .ci/run exports, as the shell would set them."""
+    text = (ROOT / ".ci/run").read_text()
+    found = {}
+    for line in text.splitlines():
+        match = re.match(r"\s*export ([A-Z_]+)=(.*)$", line)
+        if match:
+            found[match[1]] = " ".join(shlex.split(match[2]))
+    return found
+
+
+def _collected(env: dict[str, str]) -> list[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "tests/test_packaging.py"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return [line for line in proc.stdout.splitlines() if "::" in line]
+
+
+def test_default_suite_leaves_out_the_registry_tests_and_ci_runs_them():
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    default = _collected(env)
+    assert default and not any("pins_resolve" in test for test in default)
+    ci = _collected({**env, "PYTEST_ADDOPTS": _ci_environment()["PYTEST_ADDOPTS"]})
+    registry = [test for test in ci if "pins_resolve" in test]
+    assert len(registry) == len([p for p in _pip_section() if not p.startswith("-e")])
+    assert set(default) <= set(ci)
+
+
+def test_no_page_tells_users_to_run_the_retired_huggingface_cli():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    pages += sorted((ROOT / "notebooks").glob("*.ipynb"))
+    pages = [p for p in pages if "_build" not in p.parts]
+    assert not [str(p.relative_to(ROOT)) for p in pages if "huggingface-cli" in p.read_text()]
+    for page in ("README.md", "docs/install.md", "docs/gpu.md"):
+        assert "hf auth login" in (ROOT / page).read_text(), page
+
+
+def test_readme_layout_names_every_module():
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("| `vlm_tutorial/` |"))
+    listed = set(re.findall(r"`(\w+)`", row))
+    package = ROOT / "vlm_tutorial"
+    modules = {p.stem for p in package.glob("*.py") if not p.stem.startswith("_")}
+    modules |= {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert modules <= listed, f"not in the README's layout table: {sorted(modules - listed)}"
+
+
+def test_readme_presets_exist_for_the_families_it_names():
+    from vlm_tutorial.tiny.presets import PRESETS
+
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("| `python -m vlm_tutorial.tiny "))
+    for_all = set(re.search(r"\[--preset ([^\]]+)\]", row)[1].replace("\\", "").split("|"))
+    assert for_all == set.intersection(*(set(p) for p in PRESETS.values()))
+    for preset in set(re.findall(r"--preset (\w[\w-]*)", row)) - for_all:
+        families = [name for name, presets in PRESETS.items() if preset in presets]
+        assert families == ["llama4"] and "Llama 4" in row, preset

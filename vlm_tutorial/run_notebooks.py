@@ -130,6 +130,9 @@ def execute_notebook(
             execution_timeout=timeout,
             progress_bar=False,
             log_output=False,
+            # The kernel is local and papermill reaches it over loopback TCP; ipykernel warns
+            # "Kernel is running over TCP without encryption" on every start. Errors still show.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except papermill.PapermillExecutionError:
         # papermill fails on any error output, also in a cell tagged raises-exception

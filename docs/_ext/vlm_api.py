@@ -117,9 +117,10 @@ def replace_marker(app: Sphinx, docname: str, source: list[str]) -> None:
 class OptionalTocTree(TocTree):
     """A ``toctree`` of the documents that exist: entries matching none are dropped.
 
-    Glob patterns are expanded here, in name order, leaving out notebooks (the
-    notebooks page lists those) and documents already listed. With no entry left
-    it renders nothing.
+    Glob patterns are expanded here, in name order, leaving out documents already
+    listed. With no entry left it renders nothing. (The copies of the notebooks
+    executed on a GPU, ``gpu/*.ipynb``, are listed here, under the GPU page; the
+    notebooks page lists only this build's copies, so the sidebar shows each once.)
     """
 
     def run(self) -> list[nodes.Node]:
@@ -137,9 +138,7 @@ class OptionalTocTree(TocTree):
                 matches = [
                     doc
                     for doc in sorted(found)
-                    if fnmatchcase(doc, docname)
-                    and doc != here
-                    and not str(self.env.doc2path(doc)).endswith(".ipynb")
+                    if fnmatchcase(doc, docname) and doc != here
                 ]
             else:
                 matches = [docname] if docname in found else []

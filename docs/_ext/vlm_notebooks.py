@@ -260,7 +260,8 @@ def notebooks_index(cpu: list[Path], gpu: list[Path], gpu_dir: str) -> str:
         lines.append(f"- **{{doc}}`/{copies[0][2]}`** (`{name}.ipynb`)")
         for label, path, docname in copies:
             lines.append(f"  - {{doc}}`{label} </{docname}>`: {_describe(_read(path))}")
-            toctree.append(f"/{docname}")
+        if name in cpu_by_name:  # the sidebar lists each notebook once: GPU copies are under /gpu
+            toctree.append(f"/{STAGE_DIR}/{name}")
         if name not in gpu_by_name:
             lines.append("  - recorded on a GPU with SGLang: not yet")
     lines += ["", ":::{toctree}", ":hidden:", ":maxdepth: 1", "", *toctree, ":::", ""]

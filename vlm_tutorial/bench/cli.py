@@ -473,8 +473,11 @@ def _client(settings: dict[str, Any]) -> tuple[Any, Any, Any]:
 def _run_engine_cases(
     settings: dict[str, Any], bar: Any, records: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    from transformers.utils import logging as hf_logging
+
     from ..engines import open_engine
 
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar inside the benchmark's own bar
     family = get_family(settings["family"])
     processor, encoder, sync = _client(settings)
     cases = settings["cases"]

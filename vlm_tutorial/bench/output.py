@@ -236,9 +236,17 @@ def fmt_seconds(value: float | None) -> str:
 
 
 def _cell(stats: dict[str, Any]) -> str:
-    return (
-        f"{fmt_seconds(stats['median'])} [{fmt_seconds(stats['q1'])}, {fmt_seconds(stats['q3'])}]"
-    )
+    """``median [q1, q3]`` with the quartiles in the median's unit: ``10.5 ms [10.4, 10.7]``.
+
+    No-break spaces keep the median and the bracket each on one line in a narrow column.
+    """
+    median = fmt_seconds(stats["median"])
+    if stats["median"] is None:
+        return median
+    scale = 1000.0 if median.endswith(" ms") else 1.0
+    nbsp = "\u00a0"
+    quartiles = f"[{stats['q1'] * scale:.3g},{nbsp}{stats['q3'] * scale:.3g}]"
+    return f"{median.replace(' ', nbsp)} {quartiles}"
 
 
 def _ratio(value: float | None) -> str:
@@ -249,15 +257,30 @@ def _mib(value: float) -> str:
     return f"{value / 2**20:,.0f}"
 
 
-def _prep_cell(row: dict[str, Any]) -> str:
-    parts = row["prep_parts"]
-    shown = [
-        f"{name[:-2]} {fmt_seconds(parts[name]['median'])}"
-        for name in ("decode_s", "processor_s", "encoder_s")
-        if parts[name]["median"] > 0
+#: The client steps that the preparation tables break down.
+SHOWN_PREP_PARTS = ("decode_s", "processor_s", "encoder_s")
+
+
+def _prep_parts_table(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[str]:
+    """Median of each client step, for the rows that run any (``keys``: leading columns)."""
+    rows = [r for r in rows if any(r["prep_parts"][p]["median"] > 0 for p in SHOWN_PREP_PARTS)]
+    if not rows:
+        return []
+    names = {"side": "image px", "batch": "batch", "variant": "format"}
+    header = [names[k] for k in keys] + [p[:-2] for p in SHOWN_PREP_PARTS] + ["client prep"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| "
+        + " | ".join(["---:" if k != "variant" else "---" for k in keys])
+        + " | ---: | ---: | ---: | ---: |",
     ]
-    total = fmt_seconds(row["prep_s"]["median"])
-    return total + (f" ({', '.join(shown)})" if shown else "")
+    for row in rows:
+        parts = row["prep_parts"]
+        cells = [str(row[k]) for k in keys]
+        cells += [fmt_seconds(parts[p]["median"]) for p in SHOWN_PREP_PARTS]
+        cells.append(fmt_seconds(row["prep_s"]["median"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _header(results: dict[str, Any]) -> list[str]:
@@ -294,7 +317,10 @@ def _header(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"- load case: {settings.get('load_repeats')} fresh process(es) per mode and page-cache state"
         )
-    lines.append("- cells: median [first quartile, third quartile] over the repeats")
+    lines.append(
+        "- cells: median [first quartile, third quartile] over the repeats, "
+        "the quartiles in the median's unit"
+    )
     if engine and settings["backend"] == "sglang":
         lines.append(
             "- SGLang caches: radix cache off (on only where a table says so), "
@@ -308,18 +334,27 @@ def _formats_table(summary: list[dict[str, Any]], ratios: dict[str, Any]) -> lis
     rows = [r for r in summary if r["case"] == "formats"]
     if not rows:
         return []
+    order = {f: i for i, f in enumerate(FORMATS)}
+    rows.sort(key=lambda r: (r["side"], r["batch"], order.get(r["variant"], 99)))
+    sizes = {r["side"]: r for r in rows}
     lines = [
         "## (a) Formats",
         "",
         "The same image as each request format. *client prep*: image decode, processor and",
-        "vision encoder on the client; *engine*: `Engine.generate` wall time.",
+        "vision encoder on the client (medians; broken down below); *engine*:",
+        "`Engine.generate` wall time.",
         "",
-        "| image px | image tokens | prompt ids | batch | format | client prep | engine TTFT "
-        "| engine total | end to end | end to end vs raw |",
-        "| ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- | ---: |",
+        "| image px | image tokens | prompt ids |",
+        "| ---: | ---: | ---: |",
+        *[
+            f"| {side} | {row.get('image_tokens', '')} | {row.get('input_len', '')} |"
+            for side, row in sizes.items()
+        ],
+        "",
+        "| image px | batch | format | client prep | engine TTFT | engine total | end to end "
+        "| vs raw |",
+        "| ---: | ---: | --- | ---: | --- | --- | --- | ---: |",
     ]
-    order = {f: i for i, f in enumerate(FORMATS)}
-    rows.sort(key=lambda r: (r["side"], r["batch"], order.get(r["variant"], 99)))
     for row in rows:
         found = next(
             (
@@ -333,14 +368,17 @@ def _formats_table(summary: list[dict[str, Any]], ratios: dict[str, Any]) -> lis
         )
         vs_raw = "1.00x" if row["variant"] == "raw" else _ratio(found and found["e2e_vs_raw"])
         lines.append(
-            f"| {row['side']} | {row.get('image_tokens', '')} | {row.get('input_len', '')} "
-            f"| {row['batch']} | {row['variant']} | {_prep_cell(row)} | {_cell(row['ttft_s'])} "
+            f"| {row['side']} | {row['batch']} | {row['variant']} "
+            f"| {fmt_seconds(row['prep_s']['median'])} | {_cell(row['ttft_s'])} "
             f"| {_cell(row['total_s'])} | {_cell(row['e2e_s'])} | {vs_raw} |"
         )
     lines += ["", "Formats:", ""]
     lines += [
         f"- `{f}`: {FORMAT_LABELS[f]}" for f in FORMATS if any(r["variant"] == f for r in rows)
     ]
+    parts = _prep_parts_table(rows, ("side", "batch", "variant"))
+    if parts:
+        lines += ["", "Client prep, step by step (medians):", "", *parts]
     lines.append("")
     return lines
 
@@ -358,7 +396,7 @@ def _reuse_table(summary: list[dict[str, Any]], ratios: dict[str, Any]) -> list[
         "Times are for all K questions together.",
         "",
         "| K | radix cache | variant | client prep | engine (sum) | end to end | raw / reuse |",
-        "| ---: | --- | --- | --- | --- | --- | ---: |",
+        "| ---: | --- | --- | ---: | --- | --- | ---: |",
     ]
     rows.sort(key=lambda r: (r["k"], str(r["radix"]), r["variant"]))
     for row in rows:
@@ -368,7 +406,8 @@ def _reuse_table(summary: list[dict[str, Any]], ratios: dict[str, Any]) -> list[
         radix = {None: "n/a", True: "on", False: "off"}[row["radix"]]
         speed = _ratio(found and found["raw_over_reuse"]) if row["variant"] == "reuse" else ""
         lines.append(
-            f"| {row['k']} | {radix} | {row['variant']} | {_prep_cell(row)} | {_cell(row['total_s'])} "
+            f"| {row['k']} | {radix} | {row['variant']} | {fmt_seconds(row['prep_s']['median'])} "
+            f"| {_cell(row['total_s'])} "
             f"| {_cell(row['e2e_s'])} | {speed} |"
         )
     lines.append("")
@@ -436,20 +475,28 @@ def _load_table(results: dict[str, Any]) -> list[str]:
         "`read_bytes` of `/proc/self/io` until ready; *peak RSS*: `ru_maxrss` of the process, "
         "and how much the load added to it (its value after the imports).",
         "",
-        "| mode | page cache | load call | ready | read MiB | peak RSS MiB | added RSS MiB "
-        "| GPU peak MiB | vision parameters | shards opened |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in sorted(load["summary"], key=lambda r: (r["cache"], r["mode"] != "vision")):
-        gpu = row.get("gpu_peak_bytes")
+    rows = sorted(load["summary"], key=lambda r: (r["cache"], r["mode"] != "vision"))
+    gpu = any(row.get("gpu_peak_bytes") for row in rows)  # a column only where measured
+    lines += [
+        "| mode | page cache | load call | ready | read MiB | peak RSS MiB | added RSS MiB "
+        + ("| GPU peak MiB |" if gpu else "|"),
+        "| --- | --- | --- | --- | ---: | ---: | ---: |" + (" ---: |" if gpu else ""),
+    ]
+    for row in rows:
         added = row["peak_rss"]["median"] - row["rss_before"]["median"]
+        peak = row.get("gpu_peak_bytes")
         lines.append(
             f"| {row['mode']} | {row['cache']} | {_cell(row['seconds'])} "
             f"| {_cell(row['ready_seconds'])} | {_mib(row['read_bytes']['median'])} "
-            f"| {_mib(row['peak_rss']['median'])} | {_mib(added)} "
-            f"| {_mib(gpu) if gpu else 'n/a'} | {row['vision_parameters']:,} "
-            f"| {len(row['files_opened'])} |"
+            f"| {_mib(row['peak_rss']['median'])} | {_mib(added)} |"
+            + (f" {_mib(peak) if peak else 'n/a'} |" if gpu else "")
         )
+    lines += ["", "| mode | vision parameters | shards opened |", "| --- | ---: | ---: |"]
+    for mode in ("vision", "full"):
+        row = next((r for r in rows if r["mode"] == mode), None)
+        if row is not None:
+            lines.append(f"| {mode} | {row['vision_parameters']:,} | {len(row['files_opened'])} |")
     lines += [
         "",
         "| page cache | load call full / vision | ready full / vision | read full / vision "
@@ -497,22 +544,50 @@ def markdown_report(results: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- figure
 
 
-def write_figure(results: dict[str, Any], path: str | os.PathLike) -> bool:
-    """Draw the results as an SVG at ``path``; False (and nothing written) without matplotlib.
+#: One colour per request format, in every panel of every figure. Formats 1-3 take the
+#: colours of their paths in the landing page's diagram (docs/diagram/formats.dot).
+FORMAT_COLOURS = {
+    "raw": "#1f5fa8",
+    "processor_output": "#b35806",
+    "precomputed": "#1b7a1b",
+    "precomputed_full": "#7fbf7b",  # format 3 carrying the whole processor output
+    "reuse": "#1b7a1b",  # format 3: the embedding computed once
+    "text": "#777777",  # no image at all
+}
+
+#: The two ways of loading in case (d); no request format, so colours of their own.
+LOAD_COLOURS = {"vision": "#762a83", "full": "#8c8c8c"}
+
+
+#: Matplotlib settings of the figures: type sized for the docs, reproducible SVG ids.
+FIGURE_STYLE: dict[Any, Any] = {  # keys: matplotlib rcParams names
+    "svg.hashsalt": "vlm-tutorial-bench",
+    "svg.fonttype": "none",
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+}
+
+
+def draw_figure(results: dict[str, Any]) -> Any:
+    """The matplotlib figure of the results, or None (no case to draw, or no matplotlib).
+
+    One panel per case, stacked, each with its legend right of the plot area; each
+    format has the same colour (:data:`FORMAT_COLOURS`) in every panel and figure.
 
     Example:
-        >>> write_figure(results, "results.svg")  # doctest: +SKIP
-        True
+        >>> draw_figure(results).savefig("results.svg")  # doctest: +SKIP
     """
     try:
         import matplotlib
     except ImportError:
-        return False
+        return None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    matplotlib.rcParams["svg.hashsalt"] = "vlm-tutorial-bench"
-    matplotlib.rcParams["svg.fonttype"] = "none"
     summary = results["summary"]
     panels = [
         name
@@ -525,28 +600,59 @@ def write_figure(results: dict[str, Any], path: str | os.PathLike) -> bool:
         if present
     ]
     if not panels:
-        return False
-    width = max(5.2 * len(panels), 7.5)
-    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.2), squeeze=False)
+        return None
     plots = {
         "formats": _plot_formats,
         "reuse": _plot_reuse,
         "limit": _plot_limit,
         "load": _plot_load,
     }
-    for ax, name in zip(axes[0], panels, strict=True):
-        plots[name](ax, results)
-    settings = results["settings"]
-    what = settings["backend"] if summary else "vision-only loading"
-    fig.suptitle(
-        f"{settings['family']} / {what} on {results['meta']['device']['name']} "
-        "(medians; whiskers: quartiles)",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    fig.savefig(path, format="svg", metadata={"Date": None})
+    with matplotlib.rc_context(FIGURE_STYLE):
+        # 9 inches: about the width the docs show it at, so the text stays legible.
+        fig, axes = plt.subplots(
+            len(panels),
+            1,
+            figsize=(9.0, 3.4 * len(panels) + 0.6),
+            squeeze=False,
+            layout="constrained",
+        )
+        for ax, name in zip(axes[:, 0], panels, strict=True):
+            plots[name](ax, results)
+            ax.grid(axis="y", color="#dddddd", linewidth=0.6)
+            ax.set_axisbelow(True)
+        settings = results["settings"]
+        what = settings["backend"] if summary else "vision-only loading"
+        fig.suptitle(
+            f"{settings['family']} / {what} on {results['meta']['device']['name']}\n"
+            "(medians; whiskers: quartiles)",
+            fontsize=11,
+        )
+    return fig
+
+
+def write_figure(results: dict[str, Any], path: str | os.PathLike) -> bool:
+    """Draw the results as an SVG at ``path``; False (and nothing written) without matplotlib.
+
+    Example:
+        >>> write_figure(results, "results.svg")  # doctest: +SKIP
+        True
+    """
+    fig = draw_figure(results)
+    if fig is None:
+        return False
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context(FIGURE_STYLE):
+        fig.savefig(path, format="svg", metadata={"Date": None})
     plt.close(fig)
     return True
+
+
+def _legend(ax: Any, handles: list[Any] | None = None) -> None:
+    """The panel's legend, right of the plot area, where it cannot cover a bar."""
+    kwargs = {} if handles is None else {"handles": handles}
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, **kwargs)
 
 
 def _err(stats: dict[str, Any], scale: float = 1000.0) -> list[float]:
@@ -562,7 +668,7 @@ def _plot_formats(ax: Any, results: dict[str, Any]) -> None:
     width = 0.8 / max(len(fmts), 1)
     handles = []
     for i, fmt in enumerate(fmts):
-        color = f"C{i}"
+        color = FORMAT_COLOURS[fmt]
         xs, prep, engine, errs = [], [], [], []
         for j, side in enumerate(sides):
             row = _find(rows, variant=fmt, side=side)
@@ -572,8 +678,10 @@ def _plot_formats(ax: Any, results: dict[str, Any]) -> None:
             prep.append(row["prep_s"]["median"] * 1000)
             engine.append(row["total_s"]["median"] * 1000)
             errs.append(_err(row["e2e_s"]))
-        ax.bar(xs, engine, width, color=color)
-        ax.bar(xs, prep, width, bottom=engine, color=color, alpha=0.4, hatch="//")
+        ax.bar(xs, engine, width, color=color, label=fmt)
+        ax.bar(
+            xs, prep, width, bottom=engine, color=color, alpha=0.4, hatch="//", label=f"{fmt} prep"
+        )
         if errs:
             top = [a + b for a, b in zip(engine, prep, strict=True)]
             ax.errorbar(
@@ -585,10 +693,10 @@ def _plot_formats(ax: Any, results: dict[str, Any]) -> None:
     )
     ax.set_xticks([j + width * (len(fmts) - 1) / 2 for j in range(len(sides))])
     tokens = {r["side"]: r.get("image_tokens") for r in rows}
-    ax.set_xticklabels([f"{s}px\n{tokens.get(s)} tok" for s in sides])
-    ax.set_ylabel("end to end, one request (ms)")
-    ax.set_title("(a) formats: engine total + client prep", fontsize=9)
-    ax.legend(handles=handles, fontsize=7)
+    ax.set_xticklabels([f"{s} px, {tokens.get(s)} image tokens" for s in sides])
+    ax.set_ylabel("one request (ms)")
+    ax.set_title("(a) formats: engine total + client prep, end to end", loc="left")
+    _legend(ax, handles)
 
 
 def _plot_reuse(ax: Any, results: dict[str, Any]) -> None:
@@ -601,7 +709,7 @@ def _plot_reuse(ax: Any, results: dict[str, Any]) -> None:
             )
             if not sel:
                 continue
-            label = variant + (
+            label = ("raw" if variant == "raw" else "reuse (precomputed)") + (
                 "" if radix == "None" else f", radix {'on' if radix == 'True' else 'off'}"
             )
             ax.errorbar(
@@ -610,6 +718,8 @@ def _plot_reuse(ax: Any, results: dict[str, Any]) -> None:
                 yerr=list(zip(*[_err(r["e2e_s"]) for r in sel], strict=True)),
                 marker="o",
                 capsize=3,
+                color=FORMAT_COLOURS[variant],
+                linestyle="--" if radix == "True" else "-",
                 label=label,
             )
     ks = sorted({r["k"] for r in rows})
@@ -618,9 +728,9 @@ def _plot_reuse(ax: Any, results: dict[str, Any]) -> None:
     ax.set_xticklabels([str(k) for k in ks])
     ax.minorticks_off()
     ax.set_xlabel("questions about one image (K)")
-    ax.set_ylabel("end to end, all K questions (ms)")
-    ax.set_title("(b) reuse one embedding", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_ylabel("all K questions (ms)")
+    ax.set_title("(b) reuse one embedding: end to end", loc="left")
+    _legend(ax)
 
 
 def _plot_limit(ax: Any, results: dict[str, Any]) -> None:
@@ -637,18 +747,21 @@ def _plot_limit(ax: Any, results: dict[str, Any]) -> None:
             ys,
             width,
             label=variant,
+            color=FORMAT_COLOURS[variant],
             yerr=list(zip(*errs, strict=True)) if errs else None,
             capsize=2,
         )
     ax.set_xticks([j + width for j in range(len(sides))])
     tokens = {r["side"]: r.get("input_len") for r in rows}
-    ax.set_xticklabels([f"{s}px\n{tokens.get(s)} ids" for s in sides])
-    ax.set_ylabel("engine time to first token (ms)")
-    ax.set_title("(c) image vs text prompt of equal length", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_xticklabels([f"{s} px, {tokens.get(s)} prompt ids" for s in sides])
+    ax.set_ylabel("engine TTFT (ms)")
+    ax.set_title("(c) image vs text prompt of equal length: time to first token", loc="left")
+    _legend(ax)
 
 
 def _plot_load(ax: Any, results: dict[str, Any]) -> None:
+    from matplotlib.patches import Patch
+
     summary = results["load"]["summary"]
     labels, call, rest, errs, colors = [], [], [], [], []
     for cache in ("cold", "warm"):
@@ -656,22 +769,14 @@ def _plot_load(ax: Any, results: dict[str, Any]) -> None:
             row = next((r for r in summary if r["mode"] == mode and r["cache"] == cache), None)
             if row is None:
                 continue
-            labels.append(f"{mode}\n{cache}")
+            labels.append(f"{mode}, {cache} cache")
             call.append(row["seconds"]["median"])
             rest.append(max(row["ready_seconds"]["median"] - row["seconds"]["median"], 0.0))
             errs.append(_err(row["ready_seconds"], 1.0))
-            colors.append("tab:green" if mode == "vision" else "tab:gray")
+            colors.append(LOAD_COLOURS[mode])
     xs = list(range(len(call)))
-    ax.bar(xs, call, color=colors, label="load call")
-    ax.bar(
-        xs,
-        rest,
-        bottom=call,
-        color=colors,
-        alpha=0.4,
-        hatch="//",
-        label="first touch of the weights",
-    )
+    ax.bar(xs, call, color=colors)
+    ax.bar(xs, rest, bottom=call, color=colors, alpha=0.4, hatch="//")
     tops = [a + b for a, b in zip(call, rest, strict=True)]
     if errs:
         ax.errorbar(
@@ -679,12 +784,16 @@ def _plot_load(ax: Any, results: dict[str, Any]) -> None:
         )
     ax.set_xticks(xs)
     ax.set_xticklabels(labels)
-    ax.set_ylabel("time until the vision weights are ready (s)")
+    ax.set_ylabel("until vision weights ready (s)")
     info = results["load"]["checkpoint"]
     ax.set_title(
-        f"(d) vision-only vs whole-model load ({info['weight_bytes'] / 2**30:.1f} GiB)", fontsize=9
+        f"(d) vision-only vs whole-model load ({info['weight_bytes'] / 2**30:.1f} GiB)", loc="left"
     )
-    ax.legend(fontsize=7)
+    handles = [Patch(color=LOAD_COLOURS[m], label=f"{m}: load call") for m in LOAD_COLOURS]
+    handles.append(
+        Patch(facecolor="white", edgecolor="gray", hatch="//", label="first touch of the weights")
+    )
+    _legend(ax, handles)
 
 
 # --------------------------------------------------------------------------- files
@@ -757,8 +866,12 @@ def write_outputs(results: dict[str, Any], out_dir: str | os.PathLike) -> dict[s
 
 __all__ = [
     "FIGURE_FILE",
+    "FIGURE_STYLE",
+    "FORMAT_COLOURS",
+    "LOAD_COLOURS",
     "RESULTS_FILE",
     "TABLE_FILE",
+    "draw_figure",
     "fmt_seconds",
     "headline_ratios",
     "load_ratios",
