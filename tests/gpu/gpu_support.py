@@ -31,30 +31,27 @@ FORMATS: tuple[str, ...] = ("raw", "processor_output", "precomputed_embedding")
 #: conftest.py (pitfall 12).
 COMPARE_ENGINE_ARGS: dict[str, Any] = {"disable_radix_cache": True, "random_seed": 0}
 
-#: Greedy decoding with a fixed answer length (tiny random models hit EOS at random).
+#: Longest greedy answer: the trained tiny models answer in well under 16 tokens and stop.
 MAX_NEW_TOKENS = 16
 
-#: Near tie, in nats: a first difference between two greedy runs is put down
-#: to rounding only where the baseline's top-2 log-probabilities at that step
-#: are closer than this. On a CPU, float32 and bfloat16 transformers runs of the
-#: tiny checkpoints first part at steps whose float32 top-2 gap is 0.011 nats
-#: (Llama 4) and 0.062 nats (Qwen2.5-VL) for QUESTION, and 0.10 nats for another
-#: prompt (docs/gpu/README.md, "Llama 4: SGLang vs the reference engine").
-NEAR_TIE_NATS = 0.15
+#: The notebooks' questions (the ones the tiny models are trained on), and the second picture.
+QUESTION = "What's shown here: <image>?"
+PAIR_QUESTION = "What's shown here: <image> and <image>?"
+SECOND_PICTURE = "a yellow triangle"
 
-QUESTION = "What is shown in this image?"
-SECOND_QUESTION = "Describe the colours in this picture."
-MULTI_IMAGE_QUESTION = "Compare <image> and <image>."
+#: Decisive means: at every generated step the best token leads the second by at least this
+#: many nats (log-probability, equal to the logit margin), far beyond bf16 rounding.
+DECISIVE_NATS = 1.0
 
 
 def greedy(max_new_tokens: int = MAX_NEW_TOKENS) -> dict[str, Any]:
-    """Sampling parameters of every comparison: greedy, exactly ``max_new_tokens`` tokens.
+    """Sampling parameters of every comparison: greedy, stopping at the end of the answer.
 
     Example:
         >>> greedy(4)["temperature"]
         0
     """
-    return {"temperature": 0, "max_new_tokens": max_new_tokens, "ignore_eos": True}
+    return {"temperature": 0, "max_new_tokens": max_new_tokens}
 
 
 def use_real_models() -> bool:
@@ -77,14 +74,38 @@ def model_path_for(family: str, preset: str = "tiny") -> str:
 
 
 def sample_images() -> list[Any]:
-    """Two different images: the example picture at two sizes (different token counts)."""
+    """Two different pictures of different sizes: the example (448x336) and a second (256x192)."""
+    from vlm_tutorial import toys
     from vlm_tutorial.images import example_image
 
-    return [example_image(), example_image((256, 192))]
+    return [example_image(), toys.draw(SECOND_PICTURE, size=(256, 192))]
+
+
+def expected_answer(*descriptions: str) -> str:
+    """What a tiny model trained on toy pictures answers for these pictures.
+
+    Example:
+        >>> expected_answer("a red circle", "a yellow triangle")
+        'a red circle; a yellow triangle'
+    """
+    from vlm_tutorial.tiny.training import PAIR_SEPARATOR
+
+    return PAIR_SEPARATOR.join(descriptions)
+
+
+def min_margin(output: Mapping[str, Any]) -> float | None:
+    """The smallest top-1 minus top-2 log-probability over the generated steps (None: unknown)."""
+    tops = output.get("meta_info", {}).get("output_top_logprobs") or []
+    gaps = [float(step[0][0]) - float(step[1][0]) for step in tops if step and len(step) > 1]
+    return round(min(gaps), 3) if gaps else None
 
 
 def build_format_requests(
-    processor: Any, encoder: Any, prompt: str, images: Sequence[Any]
+    processor: Any,
+    encoder: Any,
+    prompt: str,
+    images: Sequence[Any],
+    formats: Sequence[str] = FORMATS,
 ) -> dict[str, dict[str, Any]]:
     """One request per format for the same prompt and images, built by the package's builders.
 
@@ -102,13 +123,16 @@ def build_format_requests(
     # SGLang preprocesses raw images with the fast image processor on its GPU; doing the same
     # here gives formats 2 and 3 the very pixels format 1 gets (CPU and GPU resizes differ).
     kwargs = {"device": "cuda"} if _cuda() else {}
-    return {
-        "raw": raw_request(prompt, list(images)),
-        "processor_output": processor_output_request(processor, prompt, list(images), **kwargs),
-        "precomputed_embedding": precomputed_embedding_request(
+    builders = {
+        "raw": lambda: raw_request(prompt, list(images)),
+        "processor_output": lambda: processor_output_request(
+            processor, prompt, list(images), **kwargs
+        ),
+        "precomputed_embedding": lambda: precomputed_embedding_request(
             processor, prompt, list(images), encoder, **kwargs
         ),
     }
+    return {fmt: builders[fmt]() for fmt in formats}
 
 
 def _cuda() -> bool:
@@ -174,15 +198,6 @@ class GreedyComparison:
     def leading_agreement(self) -> int:
         return len(self.ids[0]) if self.difference is None else self.difference
 
-    @property
-    def near_tie(self) -> bool:
-        """True when the runs part where the other run's token was within NEAR_TIE_NATS of the
-        baseline's best (several tokens can tie in bfloat16: the other may be third of three)."""
-        if self.difference is None or self.other_rank is None or not self.top:
-            return False
-        gap = self.top[0][1] - self.top[self.other_rank][1]
-        return self.other_rank >= 1 and gap < NEAR_TIE_NATS
-
     def as_record(self) -> dict[str, Any]:
         return {
             "compared": list(self.names),
@@ -229,23 +244,16 @@ def compare_greedy(
 
 
 def assert_same_greedy(
-    name_a: str,
-    out_a: Mapping[str, Any],
-    name_b: str,
-    out_b: Mapping[str, Any],
-    *,
-    allow_near_tie: bool,
+    name_a: str, out_a: Mapping[str, Any], name_b: str, out_b: Mapping[str, Any]
 ) -> GreedyComparison:
-    """Assert two greedy outputs are identical (or, if allowed, part only at a near tie).
+    """Assert two greedy outputs are identical, token for token (no tolerance).
 
-    ``allow_near_tie`` is for runs that compute the same thing with different
-    kernels (a precomputed embedding from transformers' vision tower against
-    SGLang's own tower; a batch against single requests): there rounding may
-    flip a token whose top-2 log-probabilities are within NEAR_TIE_NATS, and
-    nothing else.
+    The tiny checkpoints are trained to answer with wide margins, so rounding
+    differences between kernels (SGLang's against transformers', bf16 against
+    fp32, batched against single) cannot flip a token; any difference is a bug.
     """
     result = compare_greedy(name_a, out_a, name_b, out_b)
-    if result.identical or (allow_near_tie and result.near_tie):
+    if result.identical:
         return result
     raise AssertionError(result.describe())
 
@@ -319,19 +327,21 @@ __all__ = [
     "FORMATS",
     "COMPARE_ENGINE_ARGS",
     "MAX_NEW_TOKENS",
-    "NEAR_TIE_NATS",
+    "DECISIVE_NATS",
     "QUESTION",
-    "SECOND_QUESTION",
-    "MULTI_IMAGE_QUESTION",
+    "PAIR_QUESTION",
+    "SECOND_PICTURE",
     "GreedyComparison",
     "assert_same_greedy",
     "batch_request",
     "build_format_requests",
     "compare_greedy",
     "describe_processes",
+    "expected_answer",
     "first_difference",
     "greedy",
     "median",
+    "min_margin",
     "model_path_for",
     "sglang_processes",
     "sample_images",

@@ -59,3 +59,38 @@ def test_no_sglang_process_left_after_body_raises(family_name: str) -> None:
     free_after, _ = torch.cuda.mem_get_info()
     # The scheduler held mem_fraction_static of the GPU; its exit gives that back.
     assert free_after >= free_before - 2 * 2**30, (free_before, free_after)
+
+
+@pytest.mark.parametrize("notebook", ["qwen2_5_vl.ipynb", "llama4.ipynb"])
+def test_rerunning_the_notebooks_engine_cell_shuts_the_first_engine_down(notebook: str) -> None:
+    """The model notebooks' engine cell, run twice as Jupyter would: one engine left, on the GPU."""
+    from pathlib import Path
+
+    import nbformat
+    import torch
+
+    from vlm_tutorial.notebook import notebook_settings
+
+    path = Path(__file__).resolve().parents[2] / "notebooks" / notebook
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    (engine_cell,) = [c.source for c in cells if "sglang.Engine(model_path" in c.source]
+    family = "qwen2_5_vl" if notebook.startswith("qwen") else "llama4"
+    namespace = {
+        "settings": notebook_settings(family, model_path=model_path_for(family), backend="sglang"),
+        "tp_size": None,
+    }
+    since = time.time()
+    exec(compile(engine_cell, f"{notebook}:engine", "exec"), namespace)
+    first = sglang_processes(since=since)
+    first_names = describe_processes(first)
+    assert any("scheduler" in n for n in first_names), first_names
+    free_with_one, _ = torch.cuda.mem_get_info()
+    exec(compile(engine_cell, f"{notebook}:engine", "exec"), namespace)
+    try:
+        left = wait_until_gone(first, timeout=60)
+        assert not left, f"the first engine still runs: {describe_processes(left)}"
+        free_with_second, _ = torch.cuda.mem_get_info()
+        # Two engines at once would hold twice the static memory: the second must fit where one was.
+        assert free_with_second >= free_with_one - 2 * 2**30, (free_with_one, free_with_second)
+    finally:
+        namespace["engine"].shutdown()

@@ -96,10 +96,8 @@ def test_tensor_parallel_matches_tp1_and_exits(
     assert not left, f"tp_size={tp_size} left processes: {describe_processes(left)}"
     records = {}
     for fmt, out in outs.items():
-        # Reduction order differs between tp sizes: only a near tie may flip a token.
-        cmp = assert_same_greedy(
-            f"tp1 {fmt}", tp1_outputs[fmt], f"tp{tp_size} {fmt}", out, allow_near_tie=True
-        )
+        # Reduction order differs between tp sizes; the margins leave it no token to flip.
+        cmp = assert_same_greedy(f"tp1 {fmt}", tp1_outputs[fmt], f"tp{tp_size} {fmt}", out)
         records[fmt] = cmp.as_record()
     gpu_record.setdefault("tensor_parallel", {})[f"tp{tp_size}"] = {
         "processes": names,
