@@ -42,11 +42,15 @@ class UnsupportedImageSourceError(VLMTutorialError, TypeError):
 
 
 class RequestFormatError(VLMTutorialError, ValueError):
-    """An ``Engine.generate`` request breaks a rule of SGLang's image input formats.
+    """An ``Engine.generate`` request is malformed; the message names the field.
 
     Examples: mixed formats in one ``image_data`` list, more than one
     preprocessed dict, a preprocessed dict sent with ``prompt`` instead of
-    ``input_ids``, a Qwen2.5-VL embedding without ``image_grid_thw``.
+    ``input_ids``, a Qwen2.5-VL embedding without ``image_grid_thw``, a
+    token id that is no int or outside the vocabulary, a sampling parameter
+    of the wrong type or range, batch lists of different lengths, or a
+    sampling key or ``generate`` keyword the reference engine does not
+    implement.
     """
 
 

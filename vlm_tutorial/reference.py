@@ -109,8 +109,13 @@ def _as_tensor(value: Any, dtype: Any = None) -> Any:
     return torch.as_tensor(value, dtype=dtype)
 
 
-def _is_nested(value: Any) -> bool:
-    return isinstance(value, list) and len(value) > 0 and isinstance(value[0], (list, tuple))
+def _is_batch_of_ids(value: Any) -> bool:
+    """A list of requests' ids: every entry a list, a tuple or a 1-D (or larger) tensor."""
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(v, (list, tuple)) or (hasattr(v, "dim") and v.dim() >= 1) for v in value)
+    )
 
 
 class ReferenceEngine:
@@ -140,8 +145,10 @@ class ReferenceEngine:
     ``temperature`` (0 or None: greedy; missing: 1.0, SGLang's default),
     ``top_p``, ``top_k`` (-1: off), ``sampling_seed`` (default 0; sampling is
     reproducible here, unlike SGLang), ``ignore_eos``, ``stop_token_ids``,
-    ``skip_special_tokens``. Other keys (``stop``, ``regex``, penalties, ...)
-    raise ``ValueError``: silently ignoring them would change the answer. The
+    ``skip_special_tokens``; a ``None`` value stands for the default, as in
+    SGLang. Other keys (``stop``, ``regex``, penalties, ...) and other
+    ``generate`` keywords raise :class:`~vlm_tutorial.errors.RequestFormatError`
+    (a ``ValueError``): silently ignoring them would change the answer. The
     model's ``generation_config`` sampling defaults (e.g. a repetition
     penalty) are not applied, as in SGLang's native ``generate``.
 
@@ -271,7 +278,7 @@ class ReferenceEngine:
         if self.model is None:
             raise RuntimeError("this ReferenceEngine was shut down; start a new one")
         if unsupported:
-            raise ValueError(
+            raise RequestFormatError(
                 f"the transformers reference engine does not support {sorted(unsupported)}; "
                 'it takes prompt/input_ids, image_data, sampling_params and rid (use backend="sglang" '
                 "for the rest)"
@@ -285,6 +292,7 @@ class ReferenceEngine:
                 prompt=req["prompt"],
                 hidden_size=self.hidden_size,
                 vocab_size=self.vocab_size,
+                family=self.family,
             )
         prepared = [(req, self._model_inputs(req)) for req in requests]
         with self._lock:
@@ -312,9 +320,7 @@ class ReferenceEngine:
         else:
             if hasattr(input_ids, "dim") and input_ids.dim() == 2 and input_ids.shape[0] > 1:
                 input_ids = [row for row in input_ids]
-            is_batch = _is_nested(input_ids) or (
-                isinstance(input_ids, list) and bool(input_ids) and hasattr(input_ids[0], "dim")
-            )
+            is_batch = _is_batch_of_ids(input_ids)
             raw = list(input_ids) if is_batch else [input_ids]
             id_lists = [validate_input_ids(x, vocab_size=self.vocab_size) for x in raw]
             texts = [None] * len(id_lists)
@@ -325,10 +331,17 @@ class ReferenceEngine:
             rids = [uuid.uuid4().hex for _ in range(n)]
         elif isinstance(rid, str):
             rids = [rid] if n == 1 else [f"{rid}_{i}" for i in range(n)]
-        else:
+        elif isinstance(rid, list) and all(isinstance(r, str) for r in rid):
             rids = list(rid)
             if len(rids) != n:
-                raise ValueError(f"rid has {len(rids)} entries for a batch of {n} requests")
+                raise RequestFormatError(
+                    f"rid has {len(rids)} entries for a batch of {n} requests; give one str per "
+                    "request, one str for all, or leave rid out"
+                )
+        else:
+            raise RequestFormatError(
+                f"rid must be a str or a list of str (one per request), got {rid!r:.60}"
+            )
         requests = [
             {"prompt": t, "input_ids": i, "image_data": im, "sampling_params": p, "rid": r}
             for t, i, im, p, r in zip(texts, id_lists, images, params, rids, strict=True)
@@ -363,8 +376,9 @@ class ReferenceEngine:
         elif isinstance(sampling_params, list):
             params = [{} if p is None else p for p in sampling_params]
             if len(params) != n:
-                raise ValueError(
-                    f"sampling_params has {len(params)} entries for a batch of {n} requests"
+                raise RequestFormatError(
+                    f"sampling_params has {len(params)} entries for a batch of {n} requests; give "
+                    "one dict per request, or one dict for all"
                 )
         else:
             params = [sampling_params]
@@ -374,12 +388,18 @@ class ReferenceEngine:
         for p in params:
             extra = set(p) - SUPPORTED_SAMPLING_KEYS
             if extra:
-                raise ValueError(
+                raise RequestFormatError(
                     f"the transformers reference engine does not implement sampling_params "
                     f"{sorted(extra)}; it supports {sorted(SUPPORTED_SAMPLING_KEYS)} "
                     '(use backend="sglang" for the others)'
                 )
-        return params
+            if "max_new_tokens" in p and p["max_new_tokens"] is None:
+                raise RequestFormatError(
+                    "sampling_params['max_new_tokens'] is None (no limit), which the transformers "
+                    "reference engine does not do; give an int, e.g. 16 (or leave it out: 128)"
+                )
+        # As SGLang's SamplingParams does, None stands for the default (temperature: greedy here).
+        return [{k: v for k, v in p.items() if v is not None or k == "temperature"} for p in params]
 
     # ------------------------------------------------------------------ model inputs
 

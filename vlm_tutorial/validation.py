@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import EmbeddingShapeError, RequestFormatError, UnsupportedImageSourceError
-from .families import FAMILIES, PRECOMPUTED_EMBEDDING, PROCESSOR_OUTPUT, ModelFamily
+from .families import FAMILIES, PRECOMPUTED_EMBEDDING, PROCESSOR_OUTPUT, ModelFamily, get_family
 
 PREPROCESSED_FORMATS = (PROCESSOR_OUTPUT, PRECOMPUTED_EMBEDDING)
 
@@ -78,6 +78,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def validate_input_ids(input_ids: Any, *, vocab_size: int | None = None) -> list[int]:
     """Check one request's ``input_ids``; return them as a flat list of ints.
 
@@ -106,7 +111,7 @@ def validate_input_ids(input_ids: Any, *, vocab_size: int | None = None) -> list
             "processor and send processor_output['input_ids'][0].tolist()"
         )
     ids = list(input_ids)
-    if ids and isinstance(ids[0], (list, tuple)):
+    if ids and all(isinstance(row, (list, tuple)) for row in ids):
         if len(ids) != 1:
             raise RequestFormatError(
                 f"input_ids holds {len(ids)} sequences; send one request's ids as a flat list "
@@ -118,8 +123,8 @@ def validate_input_ids(input_ids: Any, *, vocab_size: int | None = None) -> list
     for i, token in enumerate(ids):
         if not _is_int(token):
             raise RequestFormatError(
-                f"input_ids[{i}] is {token!r} (a {type(token).__name__}); token ids are ints: "
-                "send the processor's input_ids unchanged"
+                f"input_ids[{i}] is {_short(token)} (a {type(token).__name__}); token ids are "
+                "ints: send the processor's input_ids unchanged"
             )
         if token < 0 or (vocab_size is not None and token >= vocab_size):
             raise RequestFormatError(
@@ -150,7 +155,7 @@ def validate_sampling_params(params: Any) -> None:
         kind = SAMPLING_TYPES.get(key)
         if kind is None or value is None:
             continue
-        shown = f"sampling_params[{key!r}] is {value!r} (a {type(value).__name__})"
+        shown = f"sampling_params[{key!r}] is {_short(value)} (a {type(value).__name__})"
         if kind == "bool":
             if not isinstance(value, bool):
                 raise RequestFormatError(f"{shown}; it must be True or False")
@@ -159,6 +164,8 @@ def validate_sampling_params(params: Any) -> None:
                 raise RequestFormatError(f"{shown}; it must be an int" + _int_hint(key))
             if key == "max_new_tokens" and value < 1:
                 raise RequestFormatError(f"{shown}; it must be an int >= 1, e.g. 16")
+            if key == "top_k" and value != -1 and value < 1:
+                raise RequestFormatError(f"{shown}; it must be -1 (top-k off) or an int >= 1")
         elif kind == "number":
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise RequestFormatError(f"{shown}; it must be a number")
@@ -167,6 +174,8 @@ def validate_sampling_params(params: Any) -> None:
                 raise RequestFormatError(f"{shown}; it must be a finite number >= 0")
             if key == "top_p" and not 0 < number <= 1:
                 raise RequestFormatError(f"{shown}; it must be in (0, 1]")
+            if key == "min_p" and number > 1:
+                raise RequestFormatError(f"{shown}; it must be in [0, 1]")
         elif kind == "ids":
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
                 raise RequestFormatError(f"{shown}; it must be a list of token ids")
@@ -184,7 +193,11 @@ def _shape(value: Any) -> tuple[int, ...] | None:
     return tuple(int(s) for s in shape) if shape is not None else None
 
 
-def _family_of_request(item: Mapping[str, Any], ids: list[int]) -> ModelFamily | None:
+def _family_of_request(
+    item: Mapping[str, Any], ids: list[int], known: ModelFamily | None
+) -> ModelFamily | None:
+    if known is not None:
+        return known if known.embedding_token_id in ids else None
     for family in FAMILIES.values():
         if family.embedding_token_id in ids:
             return family
@@ -194,7 +207,17 @@ def _family_of_request(item: Mapping[str, Any], ids: list[int]) -> ModelFamily |
     return None
 
 
-def _check_raw(images: list[Any], prompt: str | None) -> None:
+def _families(known: ModelFamily | None) -> list[ModelFamily]:
+    return [known] if known is not None else list(FAMILIES.values())
+
+
+def _check_raw(
+    images: list[Any],
+    prompt: str | None,
+    input_ids: Any,
+    family: ModelFamily | None,
+    vocab_size: int | None,
+) -> None:
     for i, item in enumerate(images):
         if not _is_raw_image(item):
             raise UnsupportedImageSourceError(
@@ -203,19 +226,77 @@ def _check_raw(images: list[Any], prompt: str | None) -> None:
                 f"{str(item)[:60]!r})"
             )
     if prompt is None:
+        if input_ids is not None and family is not None:
+            ids = validate_input_ids(input_ids, vocab_size=vocab_size)
+            _check_raw_ids(len(images), ids, family)
         return
-    counts = {f: f.prompt_images(prompt) for f in FAMILIES.values() if f.prompt_images(prompt)}
+    counts = {f: f.prompt_images(prompt) for f in _families(family) if f.prompt_images(prompt)}
     if not counts:
+        hint = ""
+        if family is not None:
+            others = [f for f in FAMILIES.values() if f is not family and f.prompt_images(prompt)]
+            hint = "".join(
+                f" (it holds {f.prompt_image_token}, the placeholder of {f.name}: this engine "
+                f"runs {family.name}, whose placeholder is {family.prompt_image_token})"
+                for f in others
+            )
         raise RequestFormatError(
-            f"the prompt has no image placeholder but {len(images)} image(s) were given; build "
-            "the prompt with build_prompt(processor, question, num_images=...)"
+            f"the prompt has no image placeholder but {len(images)} image(s) were given{hint}; "
+            "build the prompt with build_prompt(processor, question, num_images=...)"
         )
-    for family, n in counts.items():
+    for fam, n in counts.items():
         if n != len(images):
             raise RequestFormatError(
-                f"the prompt has {n} image placeholder(s) ({family.prompt_image_token}) "
+                f"the prompt has {n} image placeholder(s) ({fam.prompt_image_token}) "
                 f"but image_data has {len(images)} image(s); pass one image per placeholder "
                 f"(build_prompt(processor, question, num_images={len(images)}))"
+            )
+
+
+def _check_raw_ids(n_images: int, ids: list[int], family: ModelFamily) -> None:
+    """``input_ids`` sent with raw images: the unexpanded prompt's, one placeholder per image."""
+    marker = family.prompt_image_marker
+    n = ids.count(family.token_id(marker))
+    if n != n_images:
+        raise RequestFormatError(
+            f"input_ids hold {n} image placeholder(s) ({marker}) but image_data has {n_images} "
+            "image(s); with raw images send the ids of a prompt with one placeholder per image "
+            f"(build_prompt(processor, question, num_images={n_images}))"
+        )
+    per_image = family.prompt_image_token.count(family.embedding_token)
+    found = ids.count(family.embedding_token_id)
+    if found != per_image * n_images:
+        raise RequestFormatError(
+            f"input_ids hold {found} {family.embedding_token} tokens for {n_images} raw image(s), "
+            f"so they are already expanded (a processor output); with raw images send the "
+            f"unexpanded prompt's ids ({per_image} per image), or send the processor output as a "
+            "'processor_output' dict (processor_output_request builds it)"
+        )
+
+
+def _check_no_images(
+    prompt: str | None, input_ids: Any, family: ModelFamily | None, vocab_size: int | None
+) -> None:
+    """A request without images must not ask for any."""
+    if prompt is not None:
+        for fam in _families(family):
+            n = fam.prompt_images(prompt)
+            if n:
+                raise RequestFormatError(
+                    f"the prompt has {n} image placeholder(s) ({fam.prompt_image_token}) but "
+                    "image_data is empty; pass one image per placeholder, or build a text-only "
+                    "prompt (build_prompt(processor, question, num_images=0))"
+                )
+    if input_ids is not None and family is not None:
+        ids = validate_input_ids(input_ids, vocab_size=vocab_size)
+        image_ids = {family.embedding_token_id, family.token_id(family.prompt_image_marker)}
+        found = [t for t in ids if t in image_ids]
+        if found:
+            names = sorted({family.embedding_token, family.prompt_image_marker})
+            raise RequestFormatError(
+                f"input_ids hold {len(found)} image token(s) ({', '.join(names)}) but image_data "
+                "is empty; send the image(s) in image_data (the request builders return both), "
+                "or tokenize a text-only prompt"
             )
 
 
@@ -327,13 +408,17 @@ def _check_grid(item: Mapping[str, Any], family: ModelFamily, ids: list[int]) ->
 
 
 def _check_preprocessed(
-    item: Mapping[str, Any], fmt: str, ids: list[int], hidden_size: int | None
+    item: Mapping[str, Any],
+    fmt: str,
+    ids: list[int],
+    hidden_size: int | None,
+    known: ModelFamily | None = None,
 ) -> None:
-    family = _family_of_request(item, ids)
+    family = _family_of_request(item, ids, known)
     if family is None:
         raise RequestFormatError(
             "input_ids contain no image token ("
-            + ", ".join(f"{f.embedding_token} for {f.name}" for f in FAMILIES.values())
+            + ", ".join(f"{f.embedding_token} for {f.name}" for f in _families(known))
             + "): tokenize with the processor and the images together, e.g. "
             "processor(text=[prompt], images=images), and send its input_ids"
         )
@@ -392,6 +477,7 @@ def validate_image_data(
     prompt: str | None = None,
     hidden_size: int | None = None,
     vocab_size: int | None = None,
+    family: ModelFamily | str | None = None,
 ) -> None:
     """Return quietly if one request's ``image_data`` is valid; raise a clear error otherwise.
 
@@ -404,7 +490,13 @@ def validate_image_data(
     that the 2x2 merge can take and matches the image tokens; Llama 4 on SGLang
     0.5.17 takes embeddings only as ``processor_output`` with
     ``precomputed_embeddings``; raw images are matched against the prompt's
-    placeholders.
+    placeholders. A request without images must not ask for any: no image
+    placeholder in the prompt.
+
+    ``family`` (the engine's model family, when known) makes the checks
+    exact: only its placeholders and image tokens count, ``input_ids`` with
+    raw images must be the unexpanded prompt's (one placeholder per image),
+    and text-only ``input_ids`` must hold no image token.
 
     Raises:
         RequestFormatError: (a ``ValueError``) the request breaks a rule.
@@ -414,23 +506,23 @@ def validate_image_data(
     Example:
         >>> validate_image_data(None, prompt="text only")
     """
+    known = get_family(family) if family is not None else None
     if prompt is not None and not isinstance(prompt, str):
         raise RequestFormatError(
             f"prompt must be a str for one request, got {type(prompt).__name__}; validate each "
             "request of a batch on its own"
         )
-    if image_data is None:
-        return
     if isinstance(image_data, tuple):
         image_data = list(image_data)
-    if not isinstance(image_data, list):
+    if image_data is not None and not isinstance(image_data, list):
         image_data = [image_data]
     if not image_data:
+        _check_no_images(prompt, input_ids, known, vocab_size)
         return
     formats = [dict_format(item) for item in image_data]
     preprocessed = [i for i, f in enumerate(formats) if f is not None]
     if not preprocessed:
-        _check_raw(image_data, prompt)
+        _check_raw(image_data, prompt, input_ids, known, vocab_size)
         return
     if len(preprocessed) != len(image_data):
         raise RequestFormatError(
@@ -457,7 +549,7 @@ def validate_image_data(
             "give either prompt= or input_ids=, not both; a preprocessed dict goes with input_ids"
         )
     ids = validate_input_ids(input_ids, vocab_size=vocab_size)
-    _check_preprocessed(image_data[0], fmt, ids, hidden_size)
+    _check_preprocessed(image_data[0], fmt, ids, hidden_size, known)
 
 
 def has_pixel_tensors(image_data: Any) -> bool:
