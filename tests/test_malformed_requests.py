@@ -1205,7 +1205,7 @@ def specs(draw: Any, family: str) -> Spec:
     n = draw(st.integers(1, 2)) if kind in IMAGE_KINDS else 1
     sizes = tuple(draw(st.sampled_from(SIZES)) for _ in range(n))
     if family == "llama4" and kind in ("embedding", "batch_embedding"):
-        sizes = (sizes[0],) * n  # SGLang 0.5.17 misplaces Llama 4 embeddings of mixed sizes
+        sizes = (sizes[0],) * n
     return Spec(
         kind=kind,
         question=draw(st.sampled_from(QUESTIONS)),

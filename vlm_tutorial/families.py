@@ -142,8 +142,6 @@ class ModelFamily:
         vision_prefixes: checkpoint key prefixes of the vision weights.
         generate_keys: processor-output keys the transformers model's ``generate`` reads.
         mrope: the language model needs ``mm_token_type_ids`` for its multimodal rope.
-        mixed_size_embeddings: SGLang 0.5.17 places precomputed embeddings of images with
-            different numbers of image tokens in one request correctly.
         required_engine_args: ``sglang.Engine`` arguments needed at every size.
         real_engine_args: ``sglang.Engine`` arguments recommended for the real model.
     """
@@ -171,7 +169,6 @@ class ModelFamily:
     vision_prefixes: tuple[str, ...]
     generate_keys: tuple[str, ...]
     mrope: bool
-    mixed_size_embeddings: bool
     required_engine_args: tuple[tuple[str, Any], ...] = ()
     real_engine_args: tuple[tuple[str, Any], ...] = ()
 
@@ -297,7 +294,6 @@ QWEN2_5_VL = ModelFamily(
     vision_prefixes=("visual.", "model.visual."),
     generate_keys=("pixel_values", "image_grid_thw"),
     mrope=True,
-    mixed_size_embeddings=True,
     real_engine_args=(
         # 3.75 B parameters in bf16 are 7 GiB; 0.6 of an 80 GB GPU leaves ~40 GiB of KV cache.
         ("mem_fraction_static", 0.6),
@@ -328,8 +324,6 @@ LLAMA4 = ModelFamily(
     vision_prefixes=("vision_model.", "multi_modal_projector."),
     generate_keys=("pixel_values",),
     mrope=False,
-    # Measured on an H100 with SGLang 0.5.17 (docs/upstream/llama4-precomputed-embedding.md).
-    mixed_size_embeddings=False,
     # SGLang 0.5.17 turns multimodal input off for llama4 unless asked: the image
     # would be silently ignored.
     required_engine_args=(("enable_multimodal", True),),

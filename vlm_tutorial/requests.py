@@ -170,7 +170,7 @@ def precomputed_embedding_request(
         raise RequestFormatError(
             f"keep_processor_output=True is not possible for {family.name}: SGLang 0.5.17 takes "
             f"its embedding as {family.embedding_format!r} with {family.embedding_key}, and with "
-            "pixel_values in that dict it splits the embedding by tiles and misplaces it"
+            "pixel_values in that dict its scheduler cuts the embedding into one row per tile and fails"
         )
     inputs = run_processor(processor, prompt, images, **processor_kwargs)
     embeddings = encoder(inputs) if callable(encoder) else encoder

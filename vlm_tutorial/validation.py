@@ -445,8 +445,8 @@ def _check_preprocessed(
         if has_pixels and has_emb:
             raise RequestFormatError(
                 "a 'processor_output' dict carries both pixel_values and precomputed_embeddings; "
-                "SGLang splits the embedding by the pixel tiles and misplaces it: drop "
-                "pixel_values"
+                "SGLang 0.5.17 then cuts the embedding into one row per pixel tile and its "
+                "scheduler fails (Insufficient multimodal embedding length): drop pixel_values"
             )
     grid_key = family.grid_key
     if grid_key is not None:
@@ -459,15 +459,6 @@ def _check_preprocessed(
         _check_grid(item, family, ids)
     if has_emb:
         _check_embedding(item, emb_key, ids, family, hidden_size)
-        counts = family.tokens_per_image(ids)
-        if not family.mixed_size_embeddings and len(set(counts)) > 1:
-            raise RequestFormatError(
-                f"the images of this {family.name} request have different numbers of image "
-                f"tokens {counts}: SGLang 0.5.17 places precomputed embeddings of such a request "
-                "wrongly (the answer changes), while images of one size work. Send one request "
-                "per image, resize the images to one size, or send pixels "
-                "(format='processor_output')"
-            )
 
 
 def validate_image_data(
