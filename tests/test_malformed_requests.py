@@ -750,15 +750,6 @@ def pixel_values_missing(w, req, pick):
     return r"needs pixel_values"
 
 
-@mutation(("embedding",), families=("llama4",))
-def embedding_of_images_of_two_sizes(w, req, pick):
-    sizes = ((64, 48), (90, 60))
-    inputs, emb = w.inputs(QUESTIONS[0], sizes), w.embedding(QUESTIONS[0], sizes)
-    req["input_ids"] = inputs["input_ids"][0].tolist()
-    set_dict(req, w.family.embedding_item(inputs, emb))
-    return r"different numbers of image tokens"
-
-
 # --- image_grid_thw (Qwen2.5-VL)
 
 
