@@ -186,6 +186,22 @@ def test_fast_path_is_bit_identical_to_reference(inputs, dtype):
     assert torch.equal(fast_embedding, reference_embedding)
 
 
+@pytest.mark.slow
+def test_llama4_compiled_layers_agree_to_rounding(inputs):
+    """compile=True compiles each encoder layer; one graph serves them all."""
+    import torch._dynamo
+
+    path = tiny_model_path("llama4")
+    batch = inputs["llama4"]
+    reference = load_vision_encoder(path, dtype=torch.float32)
+    torch._dynamo.reset()
+    compiled = load_vision_encoder(path, dtype=torch.float32, compile=True)
+    assert compiled.compiled and not reference.compiled
+    torch.testing.assert_close(compiled(batch), reference(batch), atol=1e-4, rtol=1e-4)
+    frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert len(compiled.tower.model.layers) > 1 and frames == 1
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
 def test_cuda_device_without_gpu_raises():
     with pytest.raises(ValueError, match="no CUDA GPU"):

@@ -10,6 +10,9 @@ and attends all the segments of a block at once, for every image of the call:
 * ``attention="sdpa"``: segments of one length are gathered into one batch of
   one ``scaled_dot_product_attention`` call (:class:`SegmentPlan`). On the CPU
   the embedding is bit-identical to transformers' forward.
+* ``attention="cudnn"``: the same calls, restricted to SDPA's cuDNN backend
+  (CUDA; on Hopper cuDNN has its own attention kernels, where SDPA's default is
+  FlashAttention-2).
 * ``attention="varlen"``: one ``torch.nn.attention.varlen.varlen_attn`` call
   over the packed sequence, whatever the segment lengths
   (:class:`VarlenSegments`; CUDA, bfloat16 or float16, torch 2.10 or later).
@@ -35,7 +38,10 @@ import torch
 import torch.nn.functional as F
 
 #: Values of ``attention``.
-ATTENTION_BACKENDS = ("sdpa", "varlen")
+ATTENTION_BACKENDS = ("sdpa", "cudnn", "varlen")
+
+#: The backends that need a CUDA device.
+_CUDA_ONLY = ("cudnn", "varlen")
 
 #: The MLP activations the fast forward knows, by the vision config's ``hidden_act``.
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"silu": F.silu}
@@ -51,18 +57,21 @@ def check_attention(attention: str, device: torch.device | str, dtype: torch.dty
         >>> check_attention("varlen", "cpu", torch.float32)
         Traceback (most recent call last):
         ...
-        ValueError: attention='varlen' runs on CUDA only (torch's varlen_attn has flash-attention kernels only), not on 'cpu'; use attention='sdpa' there
+        ValueError: attention='varlen' runs on CUDA only (flash-attention kernels), not on 'cpu'; use attention='sdpa' there
     """
     if attention not in ATTENTION_BACKENDS:
         raise ValueError(f"attention={attention!r} is not one of {ATTENTION_BACKENDS}")
-    if attention != "varlen":
+    if attention not in _CUDA_ONLY:
         return
     device = torch.device(device)
     if device.type != "cuda":
+        kernels = "flash-attention" if attention == "varlen" else "cuDNN"
         raise ValueError(
-            "attention='varlen' runs on CUDA only (torch's varlen_attn has flash-attention "
-            f"kernels only), not on {str(device)!r}; use attention='sdpa' there"
+            f"attention={attention!r} runs on CUDA only ({kernels} kernels), not on "
+            f"{str(device)!r}; use attention='sdpa' there"
         )
+    if attention == "cudnn":
+        return
     if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
         raise ValueError(
             f"attention='varlen' needs bfloat16 or float16 weights (flash attention), got {dtype}; "
@@ -84,7 +93,8 @@ class SegmentPlan:
     one length are gathered into a ``[batch, heads, length, head_dim]`` tensor
     and attended in a single ``scaled_dot_product_attention`` call, without a
     mask; an image has at most four window lengths (inner windows, right
-    edge, bottom edge, corner).
+    edge, bottom edge, corner). ``backends`` restricts SDPA to those
+    ``torch.nn.attention.SDPBackend`` values.
 
     Example:
         >>> plan = SegmentPlan(torch.tensor([0, 4, 8, 10]), torch.device("cpu"))
@@ -92,7 +102,10 @@ class SegmentPlan:
         [2, 4]
     """
 
-    def __init__(self, cu_seqlens: torch.Tensor, device: torch.device) -> None:
+    def __init__(
+        self, cu_seqlens: torch.Tensor, device: torch.device, backends: list[Any] | None = None
+    ) -> None:
+        self.backends = backends
         bounds = [int(x) for x in cu_seqlens.tolist()]
         self.total = bounds[-1]
         by_length: dict[int, list[int]] = {}
@@ -112,6 +125,16 @@ class SegmentPlan:
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
     ) -> torch.Tensor:
         """``q, k, v``: ``[tokens, heads, head_dim]`` -> attention output of the same shape."""
+        if self.backends is None:
+            return self._attend(q, k, v, scale)
+        from torch.nn.attention import sdpa_kernel
+
+        with sdpa_kernel(self.backends):
+            return self._attend(q, k, v, scale)
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
+    ) -> torch.Tensor:
         n, heads, dim = q.shape
         if len(self.groups) == 1 and self.groups[0][1] is None:
             length = self.groups[0][0]
@@ -263,8 +286,9 @@ class QwenTower:
     Args:
         tower: transformers' tower module, with its weights (not copied: the
             fast forward reads them from the module at every call).
-        attention: ``"sdpa"`` (:class:`SegmentPlan`, any device) or
-            ``"varlen"`` (:class:`VarlenSegments`, CUDA).
+        attention: ``"sdpa"`` (:class:`SegmentPlan`, any device), ``"cudnn"``
+            (the same, SDPA's cuDNN backend only; CUDA) or ``"varlen"``
+            (:class:`VarlenSegments`, CUDA).
         compile: ``torch.compile`` the work around the attention (see the module docs).
 
     Calling it with ``pixel_values`` and ``grid_thw`` of any number of images
@@ -301,6 +325,10 @@ class QwenTower:
     def _plan(self, cu_seqlens: torch.Tensor, device: torch.device) -> SegmentPlan | VarlenSegments:
         if self.attention == "varlen":
             return VarlenSegments(cu_seqlens, device)
+        if self.attention == "cudnn":
+            from torch.nn.attention import SDPBackend
+
+            return SegmentPlan(cu_seqlens, device, [SDPBackend.CUDNN_ATTENTION])
         return SegmentPlan(cu_seqlens, device)
 
     def __call__(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:

@@ -57,10 +57,11 @@ VISION_PREFIXES: dict[str, tuple[str, ...]] = {
     "llama4": ("vision_model.", "multi_modal_projector."),
 }
 
-#: Values accepted by ``attn``: ``fast`` and ``varlen`` are the Qwen2.5-VL
-#: fast tower's attention ``sdpa`` and ``varlen`` (:mod:`vlm_tutorial.qwen_tower`).
-ATTN_MODES = ("auto", "fast", "varlen", "reference")
-_FAST_ATTENTION = {"fast": "sdpa", "varlen": "varlen"}
+#: Values accepted by ``attn``: ``fast``, ``cudnn`` and ``varlen`` are the
+#: Qwen2.5-VL fast tower's attention ``sdpa``, ``cudnn`` and ``varlen``
+#: (:mod:`vlm_tutorial.qwen_tower`).
+ATTN_MODES = ("auto", "fast", "cudnn", "varlen", "reference")
+_FAST_ATTENTION = {"fast": "sdpa", "cudnn": "cudnn", "varlen": "varlen"}
 
 _INDEX_FILE = "model.safetensors.index.json"
 _SINGLE_FILE = "model.safetensors"
@@ -288,8 +289,9 @@ class VisionEncoder:
         files_read: the shard files opened, relative to the checkpoint folder.
         bytes_read: bytes of vision tensors read from them.
         shard_bytes: total size of the shard files opened.
-        attn: ``"fast"``, ``"varlen"`` or ``"reference"`` (the attention path in use).
-        compiled: whether the fast tower runs through ``torch.compile``.
+        attn: ``"fast"``, ``"cudnn"``, ``"varlen"`` or ``"reference"`` (the attention path in use).
+        compiled: whether the tower runs through ``torch.compile`` (Qwen2.5-VL: the
+            fast tower's steps; Llama 4: each encoder layer).
 
     Example:
         >>> encoder = load_vision_encoder(path)  # doctest: +SKIP
@@ -326,6 +328,8 @@ class VisionEncoder:
             if attn in _FAST_ATTENTION
             else None
         )
+        if compile and self._fast is None:
+            _compile_layers(tower)
         modules = [tower] + ([projector] if projector is not None else [])
         self.vision_parameters = sum(p.numel() for m in modules for p in m.parameters())
 
@@ -394,6 +398,21 @@ class VisionEncoder:
                 f"{expected} {self.family.embedding_token} tokens (id {self.image_token_id}); was "
                 "this processor output made by this checkpoint's processor?"
             )
+
+
+def _compile_layers(tower: torch.nn.Module) -> None:
+    """``torch.compile`` each encoder layer of ``tower`` (``tower.model.layers``, Llama 4's).
+
+    The layers share their code, so one compiled graph serves them all
+    (regional compilation): far shorter to compile than the whole tower.
+    """
+    layers = getattr(getattr(tower, "model", None), "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(
+            f"compile=True: {type(tower).__name__} has no encoder layers at .model.layers"
+        )
+    for layer in layers:
+        layer.compile()
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -492,13 +511,15 @@ def load_vision_encoder(
         device: where to put the weights (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         dtype: weight dtype; ``None`` keeps the checkpoint's.
         attn: ``"auto"`` (batched window attention for Qwen2.5-VL, transformers'
-            forward for Llama 4), ``"fast"`` (Qwen2.5-VL only), ``"varlen"``
+            forward for Llama 4), ``"fast"`` (Qwen2.5-VL only), ``"cudnn"``
+            (the same on CUDA, with SDPA's cuDNN kernels), ``"varlen"``
             (Qwen2.5-VL on CUDA, bfloat16 or float16: one variable-length
             attention call per block) or ``"reference"`` (transformers' forward
             unchanged).
-        compile: run the Qwen2.5-VL fast tower through ``torch.compile`` (fused
-            elementwise work; the first call of a process compiles, tens of
-            seconds). Equal to the eager tower to rounding, not bit for bit.
+        compile: ``torch.compile`` the encoder (fused elementwise work): the
+            Qwen2.5-VL fast tower's steps, or Llama 4's encoder layers. The first
+            call of a process compiles (tens of seconds). Equal to the eager
+            encoder to rounding, not bit for bit.
         revision: hub revision, for hub ids.
 
     Raises:
@@ -537,10 +558,10 @@ def load_vision_encoder(
         )
     mode = "fast" if family.name == "qwen2_5_vl" and attn == "auto" else attn
     mode = "reference" if mode == "auto" else mode
-    if compile and mode not in _FAST_ATTENTION:
+    if compile and mode == "reference" and family.name == "qwen2_5_vl":
         raise ValueError(
-            f"compile=True compiles the Qwen2.5-VL fast tower; with {family.name} and "
-            f"attn={attn!r} there is none: leave compile=False"
+            "compile=True compiles the Qwen2.5-VL fast tower, and attn='reference' runs "
+            "transformers' forward instead: use attn='auto' (or 'fast', 'cudnn', 'varlen')"
         )
 
     files = _vision_files(folder, family)

@@ -3,7 +3,7 @@
 Qwen2.5-VL-3B's real vision tower (32 blocks of width 1280, 16 heads of 80)
 with random weights, in bfloat16: every variant of
 :class:`vlm_tutorial.qwen_tower.QwenTower` (batched SDPA or one varlen call
-per block, eager or compiled) must be no further from transformers' float32
+per block; SDPA's default or cuDNN backend; eager or compiled) must be no further from transformers' float32
 tower than transformers' own bfloat16 tower is, on two images of different
 sizes in one call (edge windows of several lengths). Whether a variant gives
 the very bits of transformers' bfloat16 tower is recorded, not asserted.
@@ -21,7 +21,7 @@ import pytest
 pytestmark = pytest.mark.gpu
 
 #: (attention, compile) pairs of QwenTower; the benchmark times one of them.
-VARIANTS = [("sdpa", False), ("sdpa", True), ("varlen", False), ("varlen", True)]
+VARIANTS = [(a, c) for a in ("sdpa", "cudnn", "varlen") for c in (False, True)]
 
 #: Image grids in patches (t, h, w): 32 x 32 patches (256 tokens) and 46 x 34
 #: (391 tokens, windows cut at the right and bottom edges).
@@ -120,7 +120,7 @@ def test_encoder_options_on_the_tiny_checkpoint(attention: str, compiled: bool) 
     prompt = build_prompt(processor, "Describe the images.", num_images=2)
     images = [example_image((252, 168)), example_image((112, 140))]
     batch = processor(text=prompt, images=images, return_tensors="pt", device="cuda")
-    attn = {"sdpa": "fast", "varlen": "varlen"}[attention]
+    attn = {"sdpa": "fast", "cudnn": "cudnn", "varlen": "varlen"}[attention]
     encoder = load_vision_encoder(
         path, device="cuda", dtype=torch.bfloat16, attn=attn, compile=compiled
     )

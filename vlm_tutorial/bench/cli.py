@@ -186,9 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--encoder-attn",
-        choices=["auto", "fast", "varlen", "reference"],
+        choices=["auto", "fast", "cudnn", "varlen", "reference"],
         default="auto",
-        help="client encoder attention (load_vision_encoder's attn; varlen: Qwen2.5-VL on cuda)",
+        help="client encoder attention (load_vision_encoder's attn; cudnn, varlen: Qwen2.5-VL on cuda)",
     )
     p.add_argument(
         "--encoder-compile",
