@@ -41,9 +41,11 @@ def test_probe_writes_processor_split_for_both_families(probe_run):
     assert set(results["processor"]) == {"qwen2_5_vl", "llama4"}
     for part in results["processor"].values():
         rows = part["rows"]
-        # idle, then beside one busy process with the default and one thread less
+        # idle, then beside one busy process; torch's thread count and one thread
         assert [r["busy_processes"] for r in rows][0] == 0
         assert {r["busy_processes"] for r in rows} == {0, 1}
+        if (os.cpu_count() or 1) > 1:
+            assert {(r["busy_processes"], r["threads"]) for r in rows} >= {(0, 1), (1, 1)}
         for row in rows:
             assert row["retokenized_equal"] is True
             parts = row["parts_ms"]

@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--encoder-compile",
         action="store_true",
-        help="torch.compile the client's Qwen2.5-VL fast tower (compiled in the warm-up runs)",
+        help="torch.compile the client encoder (Qwen2.5-VL's fast tower, Llama 4's encoder "
+        "layers; compiled during the warm-up runs)",
     )
     p.add_argument(
         "--processor-device",
