@@ -127,6 +127,37 @@ def test_segment_plan_equals_per_segment_attention():
     torch.testing.assert_close(plan.attend(q, k, v, scale=8**-0.5), expected)
 
 
+def test_varlen_tower_passes_the_windows_and_images_to_varlen_attn(towers, batch, monkeypatch):
+    """The varlen wiring on the CPU, with a per-segment stand-in for torch's CUDA-only kernel."""
+    import torch.nn.attention.varlen as varlen
+
+    seen = []
+
+    def per_segment(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None):
+        assert cu_q is cu_k and cu_q.dtype == torch.int32 and max_q == max_k
+        bounds = cu_q.tolist()
+        assert max_q == max(b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+        assert v.is_contiguous()
+        seen.append(len(bounds) - 1)
+        return torch.cat(
+            [
+                torch.nn.functional.scaled_dot_product_attention(
+                    *(t[a:b].transpose(0, 1) for t in (q, k, v)), scale=scale
+                ).transpose(0, 1)
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            ]
+        )
+
+    monkeypatch.setattr(varlen, "varlen_attn", per_segment)
+    tower = towers[torch.float32]
+    got = fast(QwenTower(tower, attention="varlen"), batch, torch.float32)
+    torch.testing.assert_close(got, reference(tower, batch))
+    # one call per block: the two images in the full-attention block, every window elsewhere
+    assert len(seen) == len(tower.blocks)
+    assert seen[tower.fullatt_block_indexes[0]] == 2
+    assert max(seen) > 4
+
+
 def test_varlen_segments_take_the_longest_segment_and_int32_bounds():
     plan = VarlenSegments(torch.tensor([0, 16, 32, 40, 96]), torch.device("cpu"))
     assert plan.max_length == 56
