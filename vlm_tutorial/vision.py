@@ -14,9 +14,12 @@ SGLang's ``precomputed_embedding`` format wants: one row per image placeholder
 token, ``text_hidden_size`` columns.
 
 For Qwen2.5-VL the encoder runs the tower's blocks itself with the loaded
-weights (``attn="auto"``): windows of equal length go through
-``scaled_dot_product_attention`` as one batch, where transformers 5.12.1 calls
-it once per window. ``attn="reference"`` runs transformers' forward unchanged.
+weights (``attn="auto"``, :mod:`vlm_tutorial.qwen_tower`): windows of equal
+length go through ``scaled_dot_product_attention`` as one batch, where
+transformers 5.12.1 calls it once per window; ``attn="varlen"`` attends every
+window in one variable-length call (CUDA), and ``compile=True`` fuses the
+elementwise work with ``torch.compile``. ``attn="reference"`` runs
+transformers' forward unchanged.
 
 Example:
     >>> from vlm_tutorial.tiny import tiny_model_path
@@ -41,7 +44,6 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .errors import (
     CheckpointFileError,
@@ -51,6 +53,7 @@ from .errors import (
     VisionWeightsError,
 )
 from .families import ModelFamily, detect_family
+from .qwen_tower import QwenTower, check_attention, qwen_tower_forward
 
 #: Checkpoint key prefixes of the vision weights, per family. Qwen2.5-VL
 #: checkpoints use the hub layout ``visual.*``; ``model.visual.*`` is how the
@@ -60,8 +63,11 @@ VISION_PREFIXES: dict[str, tuple[str, ...]] = {
     "llama4": ("vision_model.", "multi_modal_projector."),
 }
 
-#: Values accepted by ``attn``.
-ATTN_MODES = ("auto", "fast", "reference")
+#: Values accepted by ``attn``: ``fast``, ``cudnn`` and ``varlen`` are the
+#: Qwen2.5-VL fast tower's attention ``sdpa``, ``cudnn`` and ``varlen``
+#: (:mod:`vlm_tutorial.qwen_tower`).
+ATTN_MODES = ("auto", "fast", "cudnn", "varlen", "reference")
+_FAST_ATTENTION = {"fast": "sdpa", "cudnn": "cudnn", "varlen": "varlen"}
 
 _INDEX_FILE = "model.safetensors.index.json"
 _SINGLE_FILE = "model.safetensors"
@@ -381,124 +387,6 @@ def _strip(key: str, prefixes: tuple[str, ...]) -> str:
     return key
 
 
-# --------------------------------------------------------------------------- fast Qwen2.5-VL tower
-
-
-class _VarlenPlan:
-    """Attention within segments of a packed sequence, batched by segment length.
-
-    ``cu_seqlens`` marks the segments (windows, or whole images). Segments of
-    one length are gathered into a ``[batch, heads, length, head_dim]`` tensor
-    and attended in a single ``scaled_dot_product_attention`` call, without a
-    mask; a single image has at most four window lengths (inner windows, right
-    edge, bottom edge, corner).
-    """
-
-    def __init__(self, cu_seqlens: torch.Tensor, device: torch.device) -> None:
-        bounds = [int(x) for x in cu_seqlens.tolist()]
-        self.total = bounds[-1]
-        by_length: dict[int, list[int]] = {}
-        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-            if end > start:
-                by_length.setdefault(end - start, []).append(start)
-        self.groups: list[tuple[int, torch.Tensor | None]] = []
-        for length, starts in sorted(by_length.items()):
-            if len(starts) * length == self.total:  # one length: the packed sequence is the batch
-                self.groups.append((length, None))
-                continue
-            first = torch.tensor(starts, dtype=torch.long)
-            index = (first[:, None] + torch.arange(length)[None, :]).reshape(-1)
-            self.groups.append((length, index.to(device)))
-
-    def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
-    ) -> torch.Tensor:
-        """``q, k, v``: ``[tokens, heads, head_dim]`` -> attention output of the same shape."""
-        n, heads, dim = q.shape
-        if len(self.groups) == 1 and self.groups[0][1] is None:
-            length = self.groups[0][0]
-            qb, kb, vb = (
-                t.view(n // length, length, heads, dim).transpose(1, 2) for t in (q, k, v)
-            )
-            out = F.scaled_dot_product_attention(qb, kb, vb, scale=scale)
-            return out.transpose(1, 2).reshape(n, heads, dim)
-        out = torch.empty_like(q)
-        for length, index in self.groups:
-            assert index is not None
-            qb, kb, vb = (
-                t.index_select(0, index).view(-1, length, heads, dim).transpose(1, 2)
-                for t in (q, k, v)
-            )
-            o = F.scaled_dot_product_attention(qb, kb, vb, scale=scale)
-            out.index_copy_(0, index, o.transpose(1, 2).reshape(-1, heads, dim))
-        return out
-
-
-def _qwen_attention(
-    attn: torch.nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, plan: _VarlenPlan
-) -> torch.Tensor:
-    """``Qwen2_5_VLVisionAttention.forward`` with the per-window loop replaced by :class:`_VarlenPlan`."""
-    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
-
-    n = x.shape[0]
-    q, k, v = attn.qkv(x).reshape(n, 3, attn.num_heads, -1).unbind(1)
-    q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
-    out = plan.attend(q, k, v, scale=attn.scaling)
-    return attn.proj(out.reshape(n, -1))
-
-
-def qwen_tower_forward(
-    tower: torch.nn.Module, pixel_values: torch.Tensor, grid_thw: torch.Tensor
-) -> torch.Tensor:
-    """Run a loaded ``Qwen2_5_VisionTransformerPretrainedModel`` with batched window attention.
-
-    Same steps and weights as the tower's own ``forward`` in transformers 5.12.1
-    (patch embedding, window reordering, rotary embedding, blocks, merger); only
-    the attention is batched. Returns the merged embeddings, ``pooler_output``.
-
-    Example:
-        >>> emb = qwen_tower_forward(encoder.tower, pixel_values, image_grid_thw)  # doctest: +SKIP
-    """
-    from transformers.vision_utils import (
-        get_vision_cu_seqlens,
-        get_vision_position_ids,
-        get_vision_window_index,
-    )
-
-    device = pixel_values.device
-    merge = tower.spatial_merge_size
-    unit = tower.spatial_merge_unit
-    position_ids = get_vision_position_ids(grid_thw, merge)
-    cu_seqlens = get_vision_cu_seqlens(grid_thw)
-    window_index, cu_window_seqlens = get_vision_window_index(
-        grid_thw,
-        spatial_merge_size=merge,
-        window_size=tower.window_size,
-        patch_size=tower.patch_size,
-    )
-    window_index = window_index.to(device)
-
-    hidden = tower.patch_embed(pixel_values)
-    n = hidden.shape[0]
-    hidden = hidden.reshape(n // unit, unit, -1)[window_index].reshape(n, -1)
-    rotary = (
-        tower.rotary_pos_emb(position_ids).reshape(n // unit, unit, -1)[window_index].reshape(n, -1)
-    )
-    emb = torch.cat((rotary, rotary), dim=-1)
-    cos, sin = emb.cos(), emb.sin()
-
-    full_plan = _VarlenPlan(cu_seqlens, device)
-    window_plan = _VarlenPlan(cu_window_seqlens, device)
-    full_blocks = set(tower.fullatt_block_indexes)
-    for i, block in enumerate(tower.blocks):
-        plan = full_plan if i in full_blocks else window_plan
-        hidden = hidden + _qwen_attention(block.attn, block.norm1(hidden), cos, sin, plan)
-        hidden = hidden + block.mlp(block.norm2(hidden))
-
-    merged = tower.merger(hidden)
-    return merged[torch.argsort(window_index)]
-
-
 # --------------------------------------------------------------------------- the encoder
 
 
@@ -519,7 +407,9 @@ class VisionEncoder:
         files_read: the shard files opened, relative to the checkpoint folder.
         bytes_read: bytes of vision tensors read from them.
         shard_bytes: total size of the shard files opened.
-        attn: ``"fast"`` or ``"reference"`` (the attention path in use).
+        attn: ``"fast"``, ``"cudnn"``, ``"varlen"`` or ``"reference"`` (the attention path in use).
+        compiled: whether the tower runs through ``torch.compile`` (Qwen2.5-VL: the
+            fast tower's steps; Llama 4: each encoder layer).
         pixel_shape: the shape of ``pixel_values`` after its first dimension, as
             this checkpoint's processor makes it (``None``: not checked).
 
@@ -542,6 +432,7 @@ class VisionEncoder:
         bytes_read: int,
         shard_bytes: int,
         pixel_shape: tuple[int, ...] | None = None,
+        compile: bool = False,
     ) -> None:
         self.family = family
         self.tower = tower
@@ -553,6 +444,14 @@ class VisionEncoder:
         self.bytes_read = bytes_read
         self.shard_bytes = shard_bytes
         self.pixel_shape = pixel_shape
+        self.compiled = compile
+        self._fast = (
+            QwenTower(tower, attention=_FAST_ATTENTION[attn], compile=compile)
+            if attn in _FAST_ATTENTION
+            else None
+        )
+        if compile and self._fast is None:
+            _compile_layers(tower)
         modules = [tower] + ([projector] if projector is not None else [])
         self.vision_parameters = sum(p.numel() for m in modules for p in m.parameters())
 
@@ -567,7 +466,8 @@ class VisionEncoder:
     def __repr__(self) -> str:
         return (
             f"VisionEncoder(family={self.family.name!r}, device={str(self.device)!r}, "
-            f"dtype={self.dtype}, attn={self.attn!r}, vision_parameters={self.vision_parameters})"
+            f"dtype={self.dtype}, attn={self.attn!r}, compiled={self.compiled}, "
+            f"vision_parameters={self.vision_parameters})"
         )
 
     def __call__(self, processor_output: Mapping[str, Any]) -> torch.Tensor:
@@ -645,8 +545,8 @@ class VisionEncoder:
                 "pass the processor's whole output"
             )
         grid_thw = torch.as_tensor(grid_thw).to(self.device)
-        if self.attn == "fast":
-            return qwen_tower_forward(self.tower, pixel_values, grid_thw)
+        if self._fast is not None:
+            return self._fast(pixel_values, grid_thw)
         pooled = self.tower(pixel_values, grid_thw=grid_thw).pooler_output
         return torch.cat(pooled) if isinstance(pooled, (tuple, list)) else pooled
 
@@ -661,6 +561,21 @@ class VisionEncoder:
                 f"{expected} {self.family.embedding_token} tokens (id {self.image_token_id}); was "
                 "this processor output made by this checkpoint's processor?"
             )
+
+
+def _compile_layers(tower: torch.nn.Module) -> None:
+    """``torch.compile`` each encoder layer of ``tower`` (``tower.model.layers``, Llama 4's).
+
+    The layers share their code, so one compiled graph serves them all
+    (regional compilation): far shorter to compile than the whole tower.
+    """
+    layers = getattr(getattr(tower, "model", None), "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(
+            f"compile=True: {type(tower).__name__} has no encoder layers at .model.layers"
+        )
+    for layer in layers:
+        layer.compile()
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -748,6 +663,7 @@ def load_vision_encoder(
     dtype: torch.dtype | str | None = None,
     *,
     attn: str = "auto",
+    compile: bool = False,
     revision: str | None = None,
 ) -> VisionEncoder:
     """Load only the vision weights of a Qwen2.5-VL or Llama 4 checkpoint.
@@ -758,8 +674,15 @@ def load_vision_encoder(
         device: where to put the weights (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
         dtype: weight dtype; ``None`` keeps the checkpoint's.
         attn: ``"auto"`` (batched window attention for Qwen2.5-VL, transformers'
-            forward for Llama 4), ``"fast"`` (Qwen2.5-VL only) or ``"reference"``
-            (transformers' forward unchanged).
+            forward for Llama 4), ``"fast"`` (Qwen2.5-VL only), ``"cudnn"``
+            (the same on CUDA, with SDPA's cuDNN kernels), ``"varlen"``
+            (Qwen2.5-VL on CUDA, bfloat16 or float16: one variable-length
+            attention call per block) or ``"reference"`` (transformers' forward
+            unchanged).
+        compile: ``torch.compile`` the encoder (fused elementwise work): the
+            Qwen2.5-VL fast tower's steps, or Llama 4's encoder layers. The first
+            call of a process compiles (tens of seconds). Equal to the eager
+            encoder to rounding, not bit for bit.
         revision: hub revision, for hub ids.
 
     Only files inside the checkpoint folder are read: an index entry with
@@ -801,14 +724,22 @@ def load_vision_encoder(
                 "hub id like 'Qwen/Qwen2.5-VL-3B-Instruct'; pass a folder written by save_pretrained"
             )
     family = _checkpoint_family(folder)
-    if attn == "fast" and family.name != "qwen2_5_vl":
+    if attn in _FAST_ATTENTION and family.name != "qwen2_5_vl":
         raise ValueError(
-            f"attn='fast' exists for Qwen2.5-VL only, not {family.name}; use attn='auto'"
+            f"attn={attn!r} exists for Qwen2.5-VL only, not {family.name}; use attn='auto'"
         )
-    mode = "fast" if family.name == "qwen2_5_vl" and attn in ("auto", "fast") else "reference"
+    mode = "fast" if family.name == "qwen2_5_vl" and attn == "auto" else attn
+    mode = "reference" if mode == "auto" else mode
+    if compile and mode == "reference" and family.name == "qwen2_5_vl":
+        raise ValueError(
+            "compile=True compiles the Qwen2.5-VL fast tower, and attn='reference' runs "
+            "transformers' forward instead: use attn='auto' (or 'fast', 'cudnn', 'varlen')"
+        )
 
     files = _vision_files(folder, family)
     load_dtype = target_dtype or files.dtype
+    if mode in _FAST_ATTENTION:
+        check_attention(_FAST_ATTENTION[mode], device, load_dtype)
     config = AutoConfig.from_pretrained(folder)
     shards = sorted(set(files.weight_map.values()))
     with _staged_checkpoint(files, folder) as stage:
@@ -835,6 +766,7 @@ def load_vision_encoder(
         text_hidden_size=config.text_config.hidden_size,
         image_token_id=image_token_id,
         attn=mode,
+        compile=compile,
         files_read=shards,
         bytes_read=files.tensor_bytes,
         shard_bytes=sum(files.paths[s].stat().st_size for s in shards),

@@ -15,7 +15,8 @@
 
 Each record holds the client-side preparation split into parts
 (``decode_s``: image file to pixels, ``processor_s``: the HF processor,
-``encoder_s``: the vision tower, ``build_s``: building the request),
+``encoder_s``: the vision tower, ``build_s``: building the request; see
+:mod:`vlm_tutorial.bench.prep`, which prepares a batch's images together),
 ``prep_s`` (their sum), the engine's ``ttft_s`` / ``total_s``
 (:mod:`vlm_tutorial.bench.timing`), ``e2e_s = prep_s + total_s`` and the
 token counts the engine reported.
@@ -34,18 +35,11 @@ from typing import Any
 from ..families import PRECOMPUTED_EMBEDDING, ModelFamily
 from ..images import load_image
 from ..prompts import build_prompt
-from ..requests import (
-    precomputed_embedding_request,
-    processor_output_request,
-    raw_request,
-    run_processor,
-)
+from ..requests import run_processor
 from ..validation import validate_image_data
 from .inputs import image_file, question_ids_with_image, text_only_ids
+from .prep import FORMATS, TimedEncoder, prepare
 from .timing import batch_request, time_generate
-
-#: Request formats of case (a), in table order.
-FORMATS = ("raw", "processor_output", "precomputed", "precomputed_full")
 
 #: What each format name means, for the report.
 FORMAT_LABELS = {
@@ -86,6 +80,10 @@ class Context:
     progress: Callable[[], None] = lambda: None
     image_dir: str | None = None
     radix: bool | None = None
+    #: Extra processor arguments, e.g. ``{"device": "cuda"}`` (the fast image processor on the GPU).
+    processor_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Prepare the requests of a batch together (one encoder call) or one after another.
+    together: bool = True
     records: list[dict[str, Any]] = field(default_factory=list)
     _variant: int = 1000
 
@@ -93,23 +91,6 @@ class Context:
         """A new image variant number: an image no cache has seen."""
         self._variant += 1
         return self._variant
-
-
-class TimedEncoder:
-    """Wrap a vision encoder and add up the seconds spent in it (synchronised with the GPU)."""
-
-    def __init__(self, encoder: Any, sync: Callable[[], None]) -> None:
-        self.encoder = encoder
-        self.sync = sync
-        self.seconds = 0.0
-        self.text_hidden_size = getattr(encoder, "text_hidden_size", None)
-
-    def __call__(self, processor_output: Any) -> Any:
-        start = time.perf_counter()
-        out = self.encoder(processor_output)
-        self.sync()
-        self.seconds += time.perf_counter() - start
-        return out
 
 
 def formats_for(family: ModelFamily) -> tuple[str, ...]:
@@ -123,42 +104,6 @@ def formats_for(family: ModelFamily) -> tuple[str, ...]:
     if family.embedding_format != PRECOMPUTED_EMBEDDING:
         return tuple(f for f in FORMATS if f != "precomputed_full")
     return FORMATS
-
-
-def prepare(
-    ctx: Context, fmt: str, path: str, prompt: str
-) -> tuple[dict[str, Any], dict[str, float]]:
-    """Build one request of format ``fmt`` for the image file ``path``, timing each client step.
-
-    Example:
-        >>> request, parts = prepare(ctx, "precomputed", image_file(448), prompt)  # doctest: +SKIP
-        >>> sorted(parts)                                                          # doctest: +SKIP
-        ['build_s', 'decode_s', 'encoder_s', 'processor_s']
-    """
-    parts = {"decode_s": 0.0, "processor_s": 0.0, "encoder_s": 0.0, "build_s": 0.0}
-    if fmt == "raw":
-        start = time.perf_counter()
-        request = raw_request(prompt, [path])
-        parts["build_s"] = time.perf_counter() - start
-        return request, parts
-    start = time.perf_counter()
-    image = load_image(path)
-    parts["decode_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    if fmt == "processor_output":
-        request = processor_output_request(ctx.processor, prompt, [image])
-        parts["processor_s"] = time.perf_counter() - start
-        return request, parts
-    if fmt in ("precomputed", "precomputed_full"):
-        timed = TimedEncoder(ctx.encoder, ctx.sync)
-        request = precomputed_embedding_request(
-            ctx.processor, prompt, [image], timed, keep_processor_output=fmt == "precomputed_full"
-        )
-        elapsed = time.perf_counter() - start
-        parts["encoder_s"] = timed.seconds
-        parts["processor_s"] = elapsed - timed.seconds
-        return request, parts
-    raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
 
 
 def _record(
@@ -213,11 +158,8 @@ def _measure_format(
     ctx: Context, fmt: str, side: int, batch: int, shape: dict[str, int], repeat: int | None
 ) -> dict[str, Any] | None:
     prompt = build_prompt(ctx.processor, QUESTION, num_images=1)
-    requests, parts = [], {}
-    for i in range(batch):
-        request, more = prepare(ctx, fmt, image_file(side, i, ctx.image_dir), prompt)
-        requests.append(request)
-        _add(parts, more)
+    paths = [image_file(side, i, ctx.image_dir) for i in range(batch)]
+    requests, parts = prepare(ctx, fmt, paths, prompt, together=ctx.together)
     call = requests[0] if batch == 1 else batch_request(requests)
     timing = time_generate(ctx.engine, ctx.backend, call, ctx.max_new_tokens)
     if repeat is None:
@@ -256,7 +198,7 @@ def _reuse_raw(ctx: Context, side: int, k: int, variant: int) -> tuple[dict[str,
     parts: dict[str, float] = {}
     timings = []
     for question in questions(k):
-        request, more = prepare(ctx, "raw", path, build_prompt(ctx.processor, question, 1))
+        (request,), more = prepare(ctx, "raw", [path], build_prompt(ctx.processor, question, 1))
         _add(parts, more)
         timings.append(time_generate(ctx.engine, ctx.backend, request, ctx.max_new_tokens))
     return parts, timings
@@ -273,7 +215,8 @@ def _reuse_embedding(
     parts["decode_s"] = time.perf_counter() - start
     base_prompt = build_prompt(ctx.processor, QUESTION, num_images=1)
     start = time.perf_counter()
-    inputs = run_processor(ctx.processor, base_prompt, [image])
+    inputs = run_processor(ctx.processor, base_prompt, [image], **ctx.processor_kwargs)
+    ctx.sync()
     parts["processor_s"] = time.perf_counter() - start
     timed = TimedEncoder(ctx.encoder, ctx.sync)
     embedding = timed(inputs)
@@ -364,7 +307,7 @@ def _measure_limit(
         request = {"input_ids": list(text_ids)}
         parts = {"build_s": time.perf_counter() - start}
     else:
-        request, parts = prepare(ctx, variant, image_file(side, 0, ctx.image_dir), prompt)
+        (request,), parts = prepare(ctx, variant, [image_file(side, 0, ctx.image_dir)], prompt)
     timing = time_generate(ctx.engine, ctx.backend, request, ctx.max_new_tokens)
     if repeat is None:
         return None
@@ -428,10 +371,8 @@ __all__ = [
     "LIMIT_VARIANTS",
     "QUESTION",
     "Context",
-    "TimedEncoder",
     "formats_for",
     "planned_units",
-    "prepare",
     "probe",
     "questions",
     "run_formats",

@@ -185,6 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", help="client encoder dtype (default bfloat16 on cuda, float32 on cpu)"
     )
     p.add_argument(
+        "--encoder-attn",
+        choices=["auto", "fast", "cudnn", "varlen", "reference"],
+        default="auto",
+        help="client encoder attention (load_vision_encoder's attn; cudnn, varlen: Qwen2.5-VL on cuda)",
+    )
+    p.add_argument(
+        "--encoder-compile",
+        action="store_true",
+        help="torch.compile the client encoder (Qwen2.5-VL's fast tower, Llama 4's encoder "
+        "layers; compiled during the warm-up runs)",
+    )
+    p.add_argument(
+        "--processor-device",
+        help="where the client's fast image processor works (default: the encoder's --device)",
+    )
+    p.add_argument(
+        "--batch-prep",
+        choices=["together", "one-by-one"],
+        default="together",
+        help="client preparation of a batch: images decoded in a thread pool and encoded in "
+        "one call (together, default), or each request on its own",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         help="torch CPU threads in this process (default: 1 for "
@@ -376,6 +399,15 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     if sides is None:
         sides = QUICK_SIDES[family] if quick and scale == "tiny" else SIDES[(family, scale)]
     device = args.device or ("cuda" if on_gpu else "cpu")
+    processor_device = args.processor_device or device
+    if processor_device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit(
+                f"--processor-device {processor_device} (or --device) but torch sees no CUDA GPU "
+                "here; use --processor-device cpu"
+            )
     settings = {
         "family": family,
         "backend": backend,
@@ -395,6 +427,10 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
         "load_device": args.load_device,
         "device": device,
         "dtype": args.dtype or ("bfloat16" if device.startswith("cuda") else "float32"),
+        "encoder_attn": args.encoder_attn,
+        "encoder_compile": bool(args.encoder_compile),
+        "processor_device": processor_device,
+        "batch_prep": args.batch_prep,
         "threads": args.threads
         or (1 if scale == "tiny" and not device.startswith("cuda") else None),
         "engine_args_cli": args.engine_args,
@@ -457,7 +493,13 @@ def _client(settings: dict[str, Any]) -> tuple[Any, Any, Any]:
     model = settings["model"]
     processor = AutoProcessor.from_pretrained(model)
     dtype = getattr(torch, settings["dtype"])
-    encoder = load_vision_encoder(model, device=settings["device"], dtype=dtype)
+    encoder = load_vision_encoder(
+        model,
+        device=settings["device"],
+        dtype=dtype,
+        attn=settings["encoder_attn"],
+        compile=settings["encoder_compile"],
+    )
     if settings["device"].startswith("cuda"):
 
         def sync() -> None:
@@ -468,6 +510,17 @@ def _client(settings: dict[str, Any]) -> tuple[Any, Any, Any]:
             return None
 
     return processor, encoder, sync
+
+
+def processor_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
+    """Processor arguments of the client's requests: ``device`` of the fast image processor.
+
+    Example:
+        >>> processor_kwargs({"processor_device": "cuda"}), processor_kwargs({"processor_device": "cpu"})
+        ({'device': 'cuda'}, {})
+    """
+    device = settings.get("processor_device") or "cpu"
+    return {} if device == "cpu" else {"device": device}
 
 
 def _run_engine_cases(
@@ -523,6 +576,8 @@ def _run_engine_cases(
                 progress=lambda: bar.update(1),
                 radix=radix,
                 records=records,
+                processor_kwargs=processor_kwargs(settings),
+                together=settings["batch_prep"] == "together",
             )
             if "formats" in wanted:
                 bar.set_description(f"{family.name}: (a) formats")
@@ -651,6 +706,7 @@ __all__ = [
     "device_info",
     "main",
     "model_kind",
+    "processor_kwargs",
     "resolve",
     "run",
     "sglang_engine_args",
