@@ -210,3 +210,22 @@ def test_gpu_bench_step_commands_parse_with_the_benchmark_and_probe_parsers():
     probe_args = probe.build_parser().parse_args(probe_cmd[3:])
     assert probe_args.parts == "processor" and probe_args.merge
     assert gpu_bench.slug("NVIDIA H200") == "nvidia-h200"
+
+
+def test_gpu_bench_brings_its_results_back_as_one_archive(tmp_path, monkeypatch):
+    """A device call returns at most 8 files, two folders deep: the results travel as one tar.gz."""
+    import tarfile
+
+    bench = _gpu_bench()
+    repo = tmp_path / "repo"
+    results = repo / "docs" / "benchmarks" / "nvidia-h200" / "qwen2_5_vl"
+    results.mkdir(parents=True)
+    (results / "results.json").write_text("{}")
+    log = repo / "gpu-bench.log"
+    log.write_text("log")
+    monkeypatch.setattr(bench, "REPO", repo)
+    archive = bench.copy_out(tmp_path / "out", "nvidia-h200", [log])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "benchmarks-nvidia-h200.tar.gz", "gpu-bench.log"]
+    with tarfile.open(archive) as tar:
+        assert tar.getnames()[-1] == "docs/benchmarks/nvidia-h200/qwen2_5_vl/results.json"
