@@ -113,10 +113,15 @@ def _stages(results: Mapping[str, Any]) -> list[str]:
                 info.get("rc"),
                 _seconds(info.get("seconds")),
                 info.get("started"),
+                (info.get("boot_id") or "")[:8],
                 info.get("command"),
             ]
         )
-    return table(["stage", "exit status", "seconds", "started", "command"], rows)
+    lines = table(["stage", "exit status", "seconds", "started", "boot id", "command"], rows)
+    boots = {info.get("boot_id") for info in stages.values() if info.get("boot_id")}
+    if len(boots) == 1 and len(stages) > 1:
+        lines += ["", "Every stage ran on one machine, without a reboot in between (one boot id)."]
+    return lines
 
 
 def _tests(results: Mapping[str, Any]) -> list[str]:
@@ -130,6 +135,23 @@ def _tests(results: Mapping[str, Any]) -> list[str]:
         + f" in {tests.get('seconds')} s.",
         "",
     ]
+    parts = tests.get("parts") or {}
+    if parts:
+        complete = tests.get("complete")
+        lines += [
+            f"Run in {len(parts)} part(s); together they cover every test module of tests/gpu "
+            f"with nothing deselected: {_cell(complete)}.",
+            "",
+            *table(
+                ["part", "exit status", "seconds", "outcome"],
+                [
+                    [key, p.get("rc"), _seconds(p.get("seconds")),
+                     ", ".join(f"{v} {k}" for k, v in p.get("summary", {}).items() if v)]
+                    for key, p in parts.items()
+                ],
+            ),
+            "",
+        ]
     notable = [c for c in tests.get("cases", []) if c.get("outcome") != "passed"]
     rows = [
         [c["name"], c["outcome"], _seconds(c.get("seconds")), c.get("message")]
@@ -225,9 +247,10 @@ def _agreements(record: Mapping[str, Any]) -> list[str]:
         per_pair = recs if "prompt_tokens" not in recs else {"": recs}
         for pair, rec in per_pair.items():
             label = f"two images{', ' + pair.replace('_', ' ') if pair else ''}"
+            comparisons = rec.get("comparisons") or rec
             for fmt in ("processor_output", "precomputed_embedding"):
-                if fmt in rec:
-                    rows.append(_agreement_rows(f"{label}, {fmt}", family, rec[fmt]))
+                if fmt in comparisons:
+                    rows.append(_agreement_rows(f"{label}, {fmt}", family, comparisons[fmt]))
     for family, per_fmt in record.get("batch", {}).items():
         for fmt, recs in per_fmt.items():
             for i, rec in enumerate(recs):
@@ -249,6 +272,26 @@ def _agreements(record: Mapping[str, Any]) -> list[str]:
         ],
         rows,
     )
+
+
+def _margins(record: Mapping[str, Any]) -> list[str]:
+    margins = record.get("margins", {})
+    if not margins:
+        return ["Not recorded."]
+    rows = [
+        [family, case, fmt, value]
+        for family, cases in margins.items()
+        for case, per_fmt in cases.items()
+        for fmt, value in per_fmt.items()
+    ]
+    values = [r[3] for r in rows if isinstance(r[3], (int, float))]
+    lines = [
+        "Smallest top-1 minus top-2 log-probability (nats, equal to the logit margin) over the "
+        "generated tokens of each greedy answer on SGLang"
+        + (f"; the minimum over all is {min(values)}." if values else "."),
+        "",
+    ]
+    return lines + table(["family", "request", "format", "min margin (nats)"], rows)
 
 
 def _parity(record: Mapping[str, Any]) -> list[str]:
@@ -359,6 +402,10 @@ def render(results: Mapping[str, Any], source: str = "docs/gpu/results.json") ->
         "## Do the formats agree?",
         "",
         *_agreements(record),
+        "",
+        "## Greedy margins",
+        "",
+        *_margins(record),
         "",
         "## SGLang against the transformers reference engine",
         "",
