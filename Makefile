@@ -22,9 +22,10 @@ install: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m vlm_tutorial.run_notebooks --out build/notebooks --summary build/notebooks/summary.json
 
-## test: lint, then the CPU test suite (unit tests, engine tests, nbval + papermill, docs)
+## test: lint and type-check, then the CPU test suite (unit tests, engine tests, nbval + papermill, docs)
 test: $(STAMP)
 	$(VENV)/bin/ruff check vlm_tutorial tests scripts
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 ## docs: build the documentation site into docs/_build/html

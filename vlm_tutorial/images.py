@@ -63,7 +63,7 @@ import warnings
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
@@ -539,7 +539,7 @@ def _corrupt(origin: str, exc: Exception, data: bytes | None = None) -> ImageDec
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Return a new RGB copy: alpha composited on white, 16-bit scaled to 8-bit."""
-    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
+    if image.mode.startswith("I;16") or (image.mode == "I" and _band_max(image) > 255):
         pixels = np.asarray(image).astype(np.int64).clip(0, 65535) >> 8
         image = Image.fromarray(pixels.astype(np.uint8))  # 2-D uint8: mode L
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
@@ -547,6 +547,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def _band_max(image: Image.Image) -> float:
+    """The largest value of a one-band image: ``getextrema()`` is ``(min, max)`` for one band."""
+    return cast("tuple[float, float]", image.getextrema())[1]
 
 
 def _short(value: Any, limit: int = 80) -> str:

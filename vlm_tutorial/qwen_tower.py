@@ -31,11 +31,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+        Qwen2_5_VisionTransformerPretrainedModel,
+        Qwen2_5_VLVisionBlock,
+    )
 
 #: Values of ``attention``.
 ATTENTION_BACKENDS = ("sdpa", "cudnn", "varlen")
@@ -338,7 +344,9 @@ class QwenTower:
             get_vision_window_index,
         )
 
-        tower = self.tower
+        # The tower by its class: nn.Module types its attribute access as ``Tensor | Module``.
+        tower = cast("Qwen2_5_VisionTransformerPretrainedModel", self.tower)
+        blocks = cast("Iterable[Qwen2_5_VLVisionBlock]", tower.blocks)
         device = pixel_values.device
         merge, unit = tower.spatial_merge_size, tower.spatial_merge_unit
         # The index bookkeeping is small integer work: on the CPU, then moved once.
@@ -367,7 +375,7 @@ class QwenTower:
         steps = self._steps
         if self.compile:
             _dynamic_rows(hidden, cos, sin)
-        for i, block in enumerate(tower.blocks):
+        for i, block in enumerate(blocks):
             attn, mlp = block.attn, block.mlp
             q, k, v = steps["attention_inputs"](
                 hidden,

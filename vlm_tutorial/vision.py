@@ -38,10 +38,10 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -87,6 +87,11 @@ _DTYPE_BYTES = {
     "U64": 8, "I64": 8, "F64": 8,
 }  # fmt: skip
 
+#: What ``from_pretrained(..., output_loading_info=True)`` returns: the model and
+#: its loading info (transformers' annotation names the model alone).
+_WithLoadingInfo = tuple[torch.nn.Module, dict[str, Any]]
+
+hf_hub_download: Callable[..., str] | None
 try:  # at module level, so that tests can replace it
     from huggingface_hub import hf_hub_download
 except ImportError:  # pragma: no cover - huggingface_hub is a dependency of transformers
@@ -598,12 +603,15 @@ def _load_qwen(
     found = {_strip(k, prefixes) for k in files.weight_map}
     _check_keys(found, _module_keys(Tower, config.vision_config), f"{str(files.folder)!r}")
     with _quiet_transformers():
-        tower, info = Tower.from_pretrained(
-            stage,
-            config=config.vision_config,
-            key_mapping={r"^model\.visual\.": "", r"^visual\.": ""},
-            dtype=dtype,
-            output_loading_info=True,
+        tower, info = cast(
+            _WithLoadingInfo,
+            Tower.from_pretrained(
+                stage,
+                config=config.vision_config,
+                key_mapping={r"^model\.visual\.": "", r"^visual\.": ""},
+                dtype=dtype,
+                output_loading_info=True,
+            ),
         )
     _check_loading_info(info, files.folder)
     return tower
@@ -634,12 +642,15 @@ def _load_llama4(
     # Built by from_pretrained directly in ``dtype``: ``.to(dtype=...)`` afterwards
     # would drop the imaginary part of the complex rotary buffer ``freqs_ci``.
     with _quiet_transformers():
-        tower, info = Llama4VisionModel.from_pretrained(
-            stage,
-            config=config.vision_config,
-            key_mapping={r"^vision_model\.": ""},
-            dtype=dtype,
-            output_loading_info=True,
+        tower, info = cast(
+            _WithLoadingInfo,
+            Llama4VisionModel.from_pretrained(
+                stage,
+                config=config.vision_config,
+                key_mapping={r"^vision_model\.": ""},
+                dtype=dtype,
+                output_loading_info=True,
+            ),
         )
     _check_loading_info(info, files.folder)
 

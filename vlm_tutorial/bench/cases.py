@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from ..families import PRECOMPUTED_EMBEDDING, ModelFamily
 from ..images import load_image
@@ -154,9 +154,18 @@ def probe(ctx: Context, side: int) -> dict[str, int]:
     }
 
 
+@overload
+def _measure_format(
+    ctx: Context, fmt: str, side: int, batch: int, shape: dict[str, int], repeat: int
+) -> dict[str, Any]: ...
+@overload
+def _measure_format(
+    ctx: Context, fmt: str, side: int, batch: int, shape: dict[str, int], repeat: None
+) -> None: ...
 def _measure_format(
     ctx: Context, fmt: str, side: int, batch: int, shape: dict[str, int], repeat: int | None
 ) -> dict[str, Any] | None:
+    """One timed call; its record, or None for a warm-up run (``repeat=None``)."""
     prompt = build_prompt(ctx.processor, QUESTION, num_images=1)
     paths = [image_file(side, i, ctx.image_dir) for i in range(batch)]
     requests, parts = prepare(ctx, fmt, paths, prompt, together=ctx.together)
@@ -293,6 +302,14 @@ def run_reuse(ctx: Context, side: int, ks: list[int]) -> list[dict[str, Any]]:
     return out
 
 
+@overload
+def _measure_limit(
+    ctx: Context, variant: str, side: int, text_ids: list[int], shape: dict[str, int], repeat: int
+) -> dict[str, Any]: ...
+@overload
+def _measure_limit(
+    ctx: Context, variant: str, side: int, text_ids: list[int], shape: dict[str, int], repeat: None
+) -> None: ...
 def _measure_limit(
     ctx: Context,
     variant: str,
@@ -301,6 +318,7 @@ def _measure_limit(
     shape: dict[str, int],
     repeat: int | None,
 ) -> dict[str, Any] | None:
+    """One timed call; its record, or None for a warm-up run (``repeat=None``)."""
     prompt = build_prompt(ctx.processor, QUESTION, num_images=1)
     if variant == "text":
         start = time.perf_counter()

@@ -129,7 +129,7 @@ def child(mode: str, cache: str, path: str, device: str = "cpu") -> dict[str, An
     import time
 
     import torch
-    from transformers import AutoConfig
+    from transformers import AutoConfig, PreTrainedModel
     from transformers.utils import logging as hf_logging
 
     from ..families import detect_family
@@ -140,6 +140,7 @@ def child(mode: str, cache: str, path: str, device: str = "cpu") -> dict[str, An
     folder = Path(path)
     family = detect_family(folder)
     AutoConfig.from_pretrained(folder)  # warm transformers' lazy imports outside the clock
+    model_class: type[PreTrainedModel]
     if family.name == "qwen2_5_vl":
         from transformers import Qwen2_5_VLForConditionalGeneration as model_class
     else:
@@ -159,12 +160,15 @@ def child(mode: str, cache: str, path: str, device: str = "cpu") -> dict[str, An
         parameters = encoder.vision_parameters
         files = list(encoder.files_read)
     elif mode == "full":
-        kwargs = {"device_map": device} if cuda else {}
+        kwargs: dict[str, Any] = {"device_map": device} if cuda else {}
         model = model_class.from_pretrained(folder, dtype=torch.bfloat16, **kwargs)
         if family.name == "qwen2_5_vl":
-            modules = [model.model.visual]
+            modules = [model.get_submodule("model.visual")]
         else:
-            modules = [model.vision_model, model.multi_modal_projector]
+            modules = [
+                model.get_submodule("vision_model"),
+                model.get_submodule("multi_modal_projector"),
+            ]
         parameters = sum(p.numel() for m in modules for p in m.parameters())
         index = folder / "model.safetensors.index.json"
         files = (
@@ -290,7 +294,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", nargs=3, metavar=("MODE", "CACHE", "PATH"), required=True)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    print(json.dumps(child(*args.child, device=args.device)))
+    mode, cache, path = args.child
+    print(json.dumps(child(mode, cache, path, device=args.device)))
 
 
 if __name__ == "__main__":

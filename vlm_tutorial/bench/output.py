@@ -125,6 +125,7 @@ def headline_ratios(
             pre = _find(summary, case="limit", variant="precomputed", side=row["side"])
             raw = _find(summary, case="limit", variant="raw", side=row["side"])
             text_ttft = _med(row, "ttft_s")
+            raw_ttft = _med(raw, "ttft_s")
             out["limit"].append(
                 {
                     "side": row["side"],
@@ -134,12 +135,12 @@ def headline_ratios(
                     "precomputed_over_text_total": ratio(
                         _med(pre, "total_s"), _med(row, "total_s")
                     ),
-                    "raw_over_text_ttft": ratio(_med(raw, "ttft_s"), text_ttft),
+                    "raw_over_text_ttft": ratio(raw_ttft, text_ttft),
                     "same_length": pre is not None
                     and pre.get("prompt_tokens") == row.get("prompt_tokens"),
                     "engine_vision_s": None
-                    if raw is None or text_ttft is None
-                    else _med(raw, "ttft_s") - text_ttft,
+                    if raw_ttft is None or text_ttft is None
+                    else raw_ttft - text_ttft,
                 }
             )
     if load:

@@ -375,7 +375,7 @@ def _kernel_table(fn: Callable[[], Any], device: str, top: int = 15) -> list[dic
     key = "self_device_time_total" if cuda else "self_cpu_time_total"
     rows = []
     for event in prof.key_averages():
-        own = getattr(event, key, None)
+        own: float | None = getattr(event, key, None)
         if own is None:  # older torch names
             own = getattr(event, "self_cuda_time_total" if cuda else "self_cpu_time_total", 0)
         rows.append({"name": event.key[:120], "calls": event.count, "self_ms": own / 1e3})
@@ -434,9 +434,11 @@ def run_encoder_part(
                 skipped[name] = str(exc)
                 continue
             tower = QwenTower(base.tower, attention=attention, compile=compiled)
-            runners[name] = lambda inputs, t=tower: t(
-                inputs["pixel_values"], inputs["image_grid_thw"]
-            )
+
+            def run_tower(inputs: dict[str, Any], t: QwenTower = tower) -> torch.Tensor:
+                return t(inputs["pixel_values"], inputs["image_grid_thw"])
+
+            runners[name] = run_tower
     elif variants is None or "transformers+compile" in variants:
         runners["transformers+compile"] = load_vision_encoder(
             model, device=device, dtype=dtype, compile=True

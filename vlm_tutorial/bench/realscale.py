@@ -206,6 +206,7 @@ def real_config(family: str, text_layers: int | None = None) -> Any:
         2
     """
     import torch
+    from transformers import PreTrainedConfig
 
     name = get_family(family).name
     spec = REAL_SCALE[name]
@@ -216,6 +217,7 @@ def real_config(family: str, text_layers: int | None = None) -> Any:
                 f"text_layers={text_layers} is outside 1..{text['num_hidden_layers']} for {name}"
             )
         text["num_hidden_layers"] = int(text_layers)
+    config_class: Callable[..., PreTrainedConfig]  # takes text_config= and vision_config=
     if name == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig as config_class
 
@@ -264,8 +266,10 @@ def checkpoint_tensors(family: str, config: Any) -> list[tuple[str, tuple[int, .
         'visual.patch_embed.proj.weight'
     """
     import torch
+    from transformers import PreTrainedModel
 
     name = get_family(family).name
+    model_class: type[PreTrainedModel]
     if name == "qwen2_5_vl":
         from transformers import Qwen2_5_VLForConditionalGeneration as model_class
     else:

@@ -87,13 +87,15 @@ def summarize(values: Sequence[float] | Iterable[float]) -> dict[str, float | in
     }
 
 
-def ratio(numerator: float, denominator: float) -> float | None:
-    """``numerator / denominator``, or None when the denominator is not positive.
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``; None when either is None or the denominator is not positive.
 
     Example:
         >>> ratio(3.0, 2.0)
         1.5
         >>> ratio(1.0, 0.0) is None
+        True
+        >>> ratio(None, 2.0) is None
         True
     """
     if denominator is None or numerator is None or denominator <= 0:
