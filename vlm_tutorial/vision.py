@@ -52,16 +52,14 @@ from .errors import (
     UnknownModelFamilyError,
     VisionWeightsError,
 )
-from .families import ModelFamily, detect_family
+from .families import FAMILIES, LLAMA4, QWEN2_5_VL, ModelFamily, detect_family
 from .qwen_tower import QwenTower, check_attention, qwen_tower_forward
 
-#: Checkpoint key prefixes of the vision weights, per family. Qwen2.5-VL
-#: checkpoints use the hub layout ``visual.*``; ``model.visual.*`` is how the
-#: module names them in memory, accepted too.
-VISION_PREFIXES: dict[str, tuple[str, ...]] = {
-    "qwen2_5_vl": ("visual.", "model.visual."),
-    "llama4": ("vision_model.", "multi_modal_projector."),
-}
+#: Checkpoint key prefixes of the vision weights, per family (from the family registry).
+VISION_PREFIXES: dict[str, tuple[str, ...]] = {f.name: f.vision_prefixes for f in FAMILIES.values()}
+
+#: The families whose tower this package can run itself (:mod:`vlm_tutorial.qwen_tower`).
+FAST_TOWER_FAMILIES = frozenset({QWEN2_5_VL.name})
 
 #: Values accepted by ``attn``: ``fast``, ``cudnn`` and ``varlen`` are the
 #: Qwen2.5-VL fast tower's attention ``sdpa``, ``cudnn`` and ``varlen``
@@ -232,8 +230,7 @@ def _weight_map(folder: Path) -> tuple[dict[str, str], str | None]:
 
 
 def _vision_keys(weight_map: Mapping[str, str], family: ModelFamily) -> dict[str, str]:
-    prefixes = VISION_PREFIXES[family.name]
-    return {k: v for k, v in weight_map.items() if k.startswith(prefixes)}
+    return {k: v for k, v in weight_map.items() if k.startswith(family.vision_prefixes)}
 
 
 def _vision_files(folder: Path, family: ModelFamily) -> _VisionFiles:
@@ -243,7 +240,7 @@ def _vision_files(folder: Path, family: ModelFamily) -> _VisionFiles:
     if not vision_map:
         raise VisionWeightsError(
             f"{str(folder)!r} holds no vision weights: no tensor name starts with "
-            f"{' or '.join(VISION_PREFIXES[family.name])}; is this a text-only export of a "
+            f"{' or '.join(family.vision_prefixes)}; is this a text-only export of a "
             f"{family.name} model?"
         )
     tensor_bytes = 0
@@ -491,11 +488,10 @@ class VisionEncoder:
         self._check_processor_output(pixel_values, processor_output)
         pixel_values = pixel_values.to(device=self.device, dtype=self.dtype)
         with torch.inference_mode():
-            if self.family.name == "qwen2_5_vl":
+            if self.projector is None:  # Qwen2.5-VL: the merger inside the tower projects
                 embedding = self._qwen(pixel_values, processor_output)
-            else:
+            else:  # Llama 4: the vision model, then the multi-modal projector
                 features = self.tower(pixel_values).last_hidden_state
-                assert self.projector is not None
                 embedding = self.projector(features.flatten(0, -2))
         self._check_rows(embedding, processor_output)
         return embedding
@@ -599,8 +595,7 @@ def _load_qwen(
         Qwen2_5_VisionTransformerPretrainedModel as Tower,
     )
 
-    prefixes = VISION_PREFIXES["qwen2_5_vl"]
-    found = {_strip(k, prefixes) for k in files.weight_map}
+    found = {_strip(k, QWEN2_5_VL.vision_prefixes) for k in files.weight_map}
     _check_keys(found, _module_keys(Tower, config.vision_config), f"{str(files.folder)!r}")
     with _quiet_transformers():
         tower, info = cast(
@@ -666,6 +661,27 @@ def _load_llama4(
     projector.load_state_dict(state, strict=True)
     projector.eval()
     return tower, projector
+
+
+def _qwen_vision(
+    files: _VisionFiles, stage: Path, config: Any, dtype: torch.dtype
+) -> tuple[torch.nn.Module, torch.nn.Module | None, tuple[int, ...]]:
+    vision = config.vision_config
+    # One pixel_values row per patch: channels x frames x patch x patch values.
+    rows = (vision.in_channels * vision.temporal_patch_size * vision.patch_size**2,)
+    return _load_qwen(files, stage, config, dtype), None, rows
+
+
+def _llama4_vision(
+    files: _VisionFiles, stage: Path, config: Any, dtype: torch.dtype
+) -> tuple[torch.nn.Module, torch.nn.Module | None, tuple[int, ...]]:
+    vision = config.vision_config
+    tower, projector = _load_llama4(files, stage, config, dtype)
+    return tower, projector, (vision.num_channels, vision.image_size, vision.image_size)  # tiles
+
+
+#: Per family: load the vision modules; return (tower, projector or None, pixel_values shape).
+_LOADERS = {QWEN2_5_VL.name: _qwen_vision, LLAMA4.name: _llama4_vision}
 
 
 def load_vision_encoder(
@@ -735,13 +751,14 @@ def load_vision_encoder(
                 "hub id like 'Qwen/Qwen2.5-VL-3B-Instruct'; pass a folder written by save_pretrained"
             )
     family = _checkpoint_family(folder)
-    if attn in _FAST_ATTENTION and family.name != "qwen2_5_vl":
+    fast_tower = family.name in FAST_TOWER_FAMILIES
+    if attn in _FAST_ATTENTION and not fast_tower:
         raise ValueError(
             f"attn={attn!r} exists for Qwen2.5-VL only, not {family.name}; use attn='auto'"
         )
-    mode = "fast" if family.name == "qwen2_5_vl" and attn == "auto" else attn
+    mode = "fast" if fast_tower and attn == "auto" else attn
     mode = "reference" if mode == "auto" else mode
-    if compile and mode == "reference" and family.name == "qwen2_5_vl":
+    if compile and mode == "reference" and fast_tower:
         raise ValueError(
             "compile=True compiles the Qwen2.5-VL fast tower, and attn='reference' runs "
             "transformers' forward instead: use attn='auto' (or 'fast', 'cudnn', 'varlen')"
@@ -754,18 +771,7 @@ def load_vision_encoder(
     config = AutoConfig.from_pretrained(folder)
     shards = sorted(set(files.weight_map.values()))
     with _staged_checkpoint(files, folder) as stage:
-        vision = config.vision_config
-        pixel_shape: tuple[int, ...]
-        if family.name == "qwen2_5_vl":
-            tower = _load_qwen(files, stage, config, load_dtype)
-            projector = None
-            image_token_id = config.image_token_id
-            # One row per patch: channels x frames x patch x patch values.
-            pixel_shape = (vision.in_channels * vision.temporal_patch_size * vision.patch_size**2,)
-        else:
-            tower, projector = _load_llama4(files, stage, config, load_dtype)
-            image_token_id = config.image_token_index
-            pixel_shape = (vision.num_channels, vision.image_size, vision.image_size)  # tiles
+        tower, projector, pixel_shape = _LOADERS[family.name](files, stage, config, load_dtype)
     # Move only the device: the dtype is already right (see _load_llama4).
     tower.to(device=device).eval()
     if projector is not None:
@@ -775,7 +781,7 @@ def load_vision_encoder(
         tower=tower,
         projector=projector,
         text_hidden_size=config.text_config.hidden_size,
-        image_token_id=image_token_id,
+        image_token_id=family.embedding_token_id,
         attn=mode,
         compile=compile,
         files_read=shards,

@@ -192,11 +192,6 @@ LLAMA4_ONE_GPU_LAYERS = 8
 #: Marks a finished folder.
 INFO_FILE = "realscale.json"
 
-_VISION_PREFIXES = {
-    "qwen2_5_vl": ("visual.",),
-    "llama4": ("vision_model.", "multi_modal_projector."),
-}
-
 
 def real_config(family: str, text_layers: int | None = None) -> Any:
     """The transformers config of the real model of ``family``, optionally with fewer text layers.
@@ -292,7 +287,7 @@ def is_vision_key(family: str, key: str) -> bool:
         >>> is_vision_key("llama4", "multi_modal_projector.linear_1.weight")
         True
     """
-    return key.startswith(_VISION_PREFIXES[get_family(family).name])
+    return key.startswith(get_family(family).vision_prefixes)
 
 
 def _random_tensor(name: str, shape: tuple[int, ...], std: float, generator: Any) -> Any:
