@@ -180,7 +180,7 @@ def test_gpu_bench_call_2_runs_reuse_the_llama4_probe_and_the_tower_test():
     steps = [s["step"] for s in plan["steps"]]
     assert {"bench:qwen2_5_vl:reuse", "bench:llama4:reuse", "test-tower"} <= set(steps)
     commands = {s["step"]: s["command"] for s in plan["steps"]}
-    assert "tests/gpu/test_qwen_tower.py" in commands["test-tower"]
+    assert "tests/gpu/test_fast_tower_on_gpu.py" in commands["test-tower"]
     assert "--merge" in commands["bench:llama4:reuse"]
     assert plan["estimate_s"] <= plan["timeout_s"]
 

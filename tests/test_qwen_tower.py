@@ -2,7 +2,7 @@
 
 On the CPU the eager fast tower must give the very bits of transformers' tower;
 the compiled one agrees to rounding. The GPU paths (varlen, compiled at
-bfloat16) are checked in tests/gpu/test_qwen_tower.py.
+bfloat16) are checked in tests/gpu/test_fast_tower_on_gpu.py.
 """
 
 from __future__ import annotations
