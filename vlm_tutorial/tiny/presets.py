@@ -98,21 +98,34 @@ VOCAB: dict[str, dict[str, int]] = {
     "llama4": {"vocab_size": 202048, "first_special_id": 200000},
 }
 
-#: Standard deviation of the random weight matrices: at the usual 0.02 a tiny
-#: model answers with one token repeated.
+#: Standard deviation of the random weight matrices of the untrained presets:
+#: at the usual 0.02 a random tiny model answers with one token repeated.
 INIT_STD: dict[str, float] = {"qwen2_5_vl": 0.25, "llama4": 0.5}
 
-_QWEN_IMAGE = {
-    # 4..64 image tokens per image (each token covers 28x28 pixels).
-    "min_pixels": 4 * 28 * 28,
-    "max_pixels": 64 * 28 * 28,
+#: Qwen2.5-VL's image processor, as in ``preprocessor_config.json`` of
+#: ``Qwen/Qwen2.5-VL-3B-Instruct``: 4 to 16384 image tokens per image (one
+#: token per 28x28 pixels), CLIP's mean and std.
+QWEN2_5_VL_IMAGE: dict[str, Any] = {
+    "min_pixels": 3136,
+    "max_pixels": 12845056,
+    "patch_size": 14,
+    "merge_size": 2,
+    "temporal_patch_size": 2,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
 }
 
-_LLAMA4_IMAGE = {
-    # One 56x56 tile = 4x4 patches of 14 px = 4 <|patch|> tokens after the
-    # 2x2 pixel shuffle; at most 4 tiles (plus the global tile).
-    "tile_size": 56,
-    "max_patches": 4,
+#: Llama 4 Scout's image processor (``preprocessor_config.json`` of
+#: ``meta-llama/Llama-4-Scout-17B-16E-Instruct``): 336x336 tiles of 14 px
+#: patches (144 ``<|patch|>`` tokens a tile after the 2x2 pixel shuffle), at
+#: most 16 tiles plus a global tile, never upscaled past one tile.
+LLAMA4_IMAGE: dict[str, Any] = {
+    "tile_size": 336,
+    "patch_size": 14,
+    "max_patches": 16,
+    "resize_to_max_canvas": False,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
 }
 
 #: Size presets per family: ``PRESETS[family][preset]`` holds the config overrides.
@@ -120,22 +133,26 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "qwen2_5_vl": {
         "tiny": {
             "text": {
-                "hidden_size": 32,
-                "intermediate_size": 64,
+                "hidden_size": 64,
+                "intermediate_size": 128,
                 "num_hidden_layers": 2,
                 "num_attention_heads": 2,
                 "num_key_value_heads": 1,
-                "mrope_section": [2, 3, 3],  # sums to head_dim / 2 = 8
+                # Sums to head_dim / 2 = 16. The width section comes last and
+                # gets the lowest frequencies; [1, 1, 14] leaves it frequencies
+                # that tell left from right across a picture.
+                "mrope_section": [1, 1, 14],
             },
             "vision": {
                 "depth": 2,
-                "hidden_size": 32,
-                "intermediate_size": 64,
+                "hidden_size": 64,
+                "intermediate_size": 128,
                 "num_heads": 2,
                 "fullatt_block_indexes": [1],
             },
-            "image": _QWEN_IMAGE,
+            "image": QWEN2_5_VL_IMAGE,
             "tie_word_embeddings": True,
+            "trained": True,
         },
         "text-heavy": {
             "text": {
@@ -153,33 +170,38 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "num_heads": 4,
                 "fullatt_block_indexes": [1, 3],
             },
-            "image": _QWEN_IMAGE,
+            "image": QWEN2_5_VL_IMAGE,
             "tie_word_embeddings": True,
         },
     },
     "llama4": {
         "tiny": {
             "text": {
-                "hidden_size": 32,
-                "intermediate_size": 32,
-                "intermediate_size_mlp": 64,
+                "hidden_size": 64,
+                "intermediate_size": 64,
+                "intermediate_size_mlp": 128,
                 "num_hidden_layers": 2,
+                # Scout's pattern at two layers: rope layers (query/key norm,
+                # scores bounded by sqrt(head_dim)) and a NoPE layer (no rope,
+                # no norm). Scout has a NoPE layer every fourth layer.
+                "no_rope_layers": [1, 0],
                 "num_attention_heads": 2,
                 "num_key_value_heads": 1,
-                "head_dim": 16,
-                "num_local_experts": 4,
+                "head_dim": 32,
+                "num_local_experts": 2,
                 "num_experts_per_tok": 1,
                 "interleave_moe_layer_step": 1,
             },
             "vision": {
-                "hidden_size": 32,
-                "intermediate_size": 128,  # hidden_size / pixel_shuffle_ratio**2
+                "hidden_size": 64,
+                "intermediate_size": 256,  # hidden_size / pixel_shuffle_ratio**2
                 "num_hidden_layers": 2,
                 "num_attention_heads": 2,
-                "vision_output_dim": 32,
+                "vision_output_dim": 64,
             },
-            "image": _LLAMA4_IMAGE,
+            "image": LLAMA4_IMAGE,
             "tie_word_embeddings": False,
+            "trained": True,
         },
         "text-heavy": {
             "text": {
@@ -201,7 +223,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "num_attention_heads": 4,
                 "vision_output_dim": 128,
             },
-            "image": _LLAMA4_IMAGE,
+            "image": LLAMA4_IMAGE,
             "tie_word_embeddings": False,
         },
         "tp4": {
@@ -225,7 +247,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "num_attention_heads": 4,
                 "vision_output_dim": 64,
             },
-            "image": _LLAMA4_IMAGE,
+            "image": LLAMA4_IMAGE,
             "tie_word_embeddings": False,
         },
     },
@@ -235,6 +257,8 @@ __all__ = [
     "PRESETS",
     "VOCAB",
     "INIT_STD",
+    "QWEN2_5_VL_IMAGE",
+    "LLAMA4_IMAGE",
     "QWEN2_5_VL_SPECIAL_TOKENS",
     "LLAMA4_SPECIAL_TOKENS",
 ]
