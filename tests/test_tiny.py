@@ -307,6 +307,23 @@ def test_text_round_trips(loaded: dict[str, tuple], family: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_answer_and_question_words_are_one_token_each(loaded: dict[str, tuple], family: str) -> None:
+    tokenizer = loaded[family][0].tokenizer
+    answer = "a red circle and a blue square; a yellow triangle"
+    ids = tokenizer.encode(answer, add_special_tokens=False)
+    pieces = ["a", " red", " circle", " and", " a", " blue", " square", ";", " a", " yellow"]
+    assert [tokenizer.decode([i]) for i in ids] == [*pieces, " triangle"]
+    assert len(tokenizer.encode(" green", add_special_tokens=False)) == 1
+    question = tokenizer.encode("What's shown here: ", add_special_tokens=False)
+    assert [tokenizer.decode([i]) for i in question] == ["What", "'s", " shown", " here", ":", " "]
+    # Ordinary text still round-trips through the byte-level pieces.
+    assert tokenizer.decode(tokenizer.encode("reds circled", add_special_tokens=False)) == (
+        "reds circled"
+    )
+    assert all(i < 1000 for i in ids)  # word pieces sit right after the 256 byte tokens
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_chat_template_renders_the_real_prompt(loaded: dict[str, tuple], family: str) -> None:
     processor = loaded[family][0]
     prompt = processor.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)

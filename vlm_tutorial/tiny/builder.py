@@ -247,8 +247,10 @@ def save_tokenizer_and_processor(
     folder = Path(out)
     tok = build_tokenizer(family)
     template = chat_template(family)
+    processor: Any
     if family == "qwen2_5_vl":
-        from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+        from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+        from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
         settings = dict(QWEN2_5_VL_IMAGE if image is None else image)
         # eos/pad are set after the specials are in place (see the tokenizer module).
@@ -384,15 +386,13 @@ def build_tiny_model(
     start = time.perf_counter()
 
     import torch
+    from transformers import Llama4ForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
 
+    model_class: Any
     if name == "qwen2_5_vl":
-        from transformers import Qwen2_5_VLForConditionalGeneration as model_class
-
-        config = _qwen_config(spec)
+        model_class, config = Qwen2_5_VLForConditionalGeneration, _qwen_config(spec)
     else:
-        from transformers import Llama4ForConditionalGeneration as model_class
-
-        config = _llama4_config(spec)
+        model_class, config = Llama4ForConditionalGeneration, _llama4_config(spec)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

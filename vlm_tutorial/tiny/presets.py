@@ -2,9 +2,10 @@
 
 Everything here is plain data: :data:`PRESETS` maps a family name to its
 presets, each preset to the keyword arguments of the text config, the vision
-config and the image processor. The special-token tables give every token the
-id it has in the real checkpoint, so that ids read from a tiny model's
-``input_ids`` mean what they mean for the real model.
+config and the image processor (always the real model's settings), and says
+whether it is trained on toy pictures (only ``tiny`` is). The special-token
+tables give every token the id it has in the real checkpoint, so that ids
+read from a tiny model's ``input_ids`` mean what they mean for the real model.
 
 Example:
     >>> from vlm_tutorial.tiny.presets import PRESETS
