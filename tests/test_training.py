@@ -105,8 +105,11 @@ def test_notebook_pictures_are_named_in_every_format(engines, encoders, family, 
 def test_greedy_margins_are_decisive(engines, encoders, family) -> None:
     """Top-1 minus top-2 logit at every generated token, every format, every notebook input.
 
-    A random tiny model's margins are hundredths of a logit; these must hold
-    against bfloat16 rounding on a GPU.
+    A random tiny model's margins are hundredths of a logit. Decisive here
+    means that bfloat16 on a GPU (logits off by a few tenths at most) cannot
+    flip a token: every step of a one-picture answer leads by more than two
+    logits, every step of the two-picture answer (the harder task, learnt
+    from fewer examples) by more than one, the margin the GPU tests require.
     """
     engine = engines[family]
     smallest = {}
@@ -117,8 +120,8 @@ def test_greedy_margins_are_decisive(engines, encoders, family) -> None:
             assert len(margins) <= 13, fmt  # the answer and its end-of-turn token
             smallest[name] = min(smallest.get(name, math.inf), *margins)
     print(f"{family}: smallest greedy margins {smallest}")
-    assert smallest["example"] > 2.0 and smallest["second"] > 2.0
-    assert smallest["both"] > 0.5
+    assert smallest["example"] > 2.0 and smallest["second"] > 2.0  # one picture
+    assert smallest["both"] > 1.0  # two pictures
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -2,8 +2,8 @@
 
 Each checkpoint has the real model class, processor classes with the real
 preprocessing settings, chat template and special-token ids, with a handful
-of small layers. The ``tiny`` preset is trained at build time (one to two
-minutes, cached) to answer "What's shown here: <image>?" about the pictures of
+of small layers. The ``tiny`` preset is trained at build time (two to three
+minutes on two CPU cores, cached) to answer "What's shown here: <image>?" about the pictures of
 :mod:`vlm_tutorial.toys`, e.g. "a red circle and a blue square"; the other
 presets keep random weights. Use them to run the notebooks and tests without
 a model hub.

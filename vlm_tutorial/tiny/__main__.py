@@ -36,7 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-train",
         action="store_true",
-        help="keep random weights (the 'tiny' preset is otherwise trained, one to two minutes)",
+        help=(
+            "keep random weights (the 'tiny' preset is otherwise trained: "
+            "two to three minutes on two CPU cores)"
+        ),
     )
     args = parser.parse_args(argv)
 

@@ -360,8 +360,8 @@ def build_tiny_model(
     """Write a tiny checkpoint of ``family`` into ``out_dir`` and return its path.
 
     The ``tiny`` preset is trained on toy pictures
-    (:mod:`vlm_tutorial.tiny.training`, one to two minutes on a CPU); the other
-    presets keep random weights. ``train=False`` skips the training (random
+    (:mod:`vlm_tutorial.tiny.training`, two to three minutes on two CPU
+    cores); the other presets keep random weights. ``train=False`` skips the training (random
     weights, about a second); ``train=True`` asks for it where the preset has
     a training plan. ``log`` receives progress lines while training.
 
@@ -455,8 +455,8 @@ def tiny_model_path(family: str, preset: str = "tiny") -> Path:
     The folder is named ``<family>-<preset>-<hash>``; a change of builder,
     preset, training or library version gives a new hash, hence a fresh
     build. The ``tiny`` preset is trained on toy pictures during its build
-    (one to two minutes on a CPU, said on stderr). The build goes to a temporary
-    folder that is renamed into place, so a half-written checkpoint is never
+    (two to three minutes on two CPU cores, said on stderr). The build goes
+    to a temporary folder that is renamed into place, so a half-written checkpoint is never
     reused.
 
     Example:
@@ -474,7 +474,8 @@ def tiny_model_path(family: str, preset: str = "tiny") -> Path:
         if is_trained(name, preset):
             print(
                 f"building the tiny {name} checkpoint: training it on toy pictures "
-                f"(one to two minutes, once; cached in {root})",
+                "(about two minutes for Qwen2.5-VL, three for Llama 4, on two CPU cores; "
+                f"once, cached in {root})",
                 file=sys.stderr,
                 flush=True,
             )

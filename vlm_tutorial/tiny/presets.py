@@ -182,14 +182,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                 "intermediate_size": 64,
                 "intermediate_size_mlp": 128,
                 "num_hidden_layers": 2,
-                # Scout's pattern at two layers: rope layers (query/key norm,
-                # scores bounded by sqrt(head_dim)) and a NoPE layer (no rope,
-                # no norm). Scout has a NoPE layer every fourth layer.
-                "no_rope_layers": [1, 0],
+                # No query/key norm, as in Llama 4 Maverick: with Scout's norm
+                # a two-layer model's attention scores stay within
+                # +-sqrt(head_dim) and it learns its answers far too slowly.
+                # (Scout's NoPE layer is every fourth one, the layer index
+                # SGLang hard-codes, so two layers both use rope.)
+                "use_qk_norm": False,
                 "num_attention_heads": 2,
                 "num_key_value_heads": 1,
                 "head_dim": 32,
-                "num_local_experts": 2,
+                "num_local_experts": 4,
                 "num_experts_per_tok": 1,
                 "interleave_moe_layer_step": 1,
             },
