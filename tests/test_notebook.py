@@ -61,10 +61,10 @@ def test_bad_settings_are_rejected():
         notebook_settings("llama4", max_new_tokens=True, env={}, announce=False)
 
 
-def test_a_notebook_without_an_engine_names_no_engine(capsys):
+def test_a_notebook_without_an_engine_says_it_starts_none(capsys):
     s = notebook_settings("qwen2_5_vl", starts_engine=False,
                           env={"VLM_TUTORIAL_BACKEND": "sglang"})
     out = capsys.readouterr().out
     assert not s.on_sglang and s.is_tiny
-    assert "Engine" not in out and "SGLang" not in out
-    assert out.startswith("Model: ")
+    assert "SGLang" not in out
+    assert out.startswith("Engine: none (this notebook only builds requests)\nModel: tiny ")

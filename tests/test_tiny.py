@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -100,10 +101,10 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each family's tiny checkpoint, built once for this module."""
+    """Each family's tiny checkpoint with random weights (no training), built once for this module."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     root = tmp_path_factory.mktemp("tiny")
-    return {family: build_tiny_model(family, root / family) for family in FAMILIES}
+    return {family: build_tiny_model(family, root / family, train=False) for family in FAMILIES}
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +129,11 @@ def example_like_image() -> Image.Image:
     return img
 
 
-def processed(processor, family: str):
+def processed(processor, family: str, image: Image.Image | None = None):
     prompt = processor.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)
-    inputs = processor(text=[prompt], images=[example_like_image()], return_tensors="pt")
+    image = example_like_image() if image is None else image
+    kwargs = {"add_special_tokens": False} if family == "llama4" else {}
+    inputs = processor(text=[prompt], images=[image], return_tensors="pt", **kwargs)
     if family == "llama4":
         inputs["pixel_values"] = inputs["pixel_values"].float()  # the processor returns bf16
     return inputs
@@ -209,7 +212,8 @@ def test_text_heavy_is_mostly_text(family: str) -> None:
     heavy = sizes["text-heavy"]
     assert 150e6 <= heavy["text"] <= 300e6, heavy
     assert 1e6 <= heavy["vision"] <= 5e6, heavy
-    assert sizes["tiny"]["text"] < 30e6 and sizes["tiny"]["vision"] < 1e6, sizes["tiny"]
+    # The real vocabulary at hidden size 64: 20 MB (tied) and 52 MB of bfloat16 rows.
+    assert sizes["tiny"]["text"] < 60e6 and sizes["tiny"]["vision"] < 1e6, sizes["tiny"]
 
 
 # --- the folder ----------------------------------------------------------------
@@ -232,8 +236,8 @@ def test_folder_is_sharded_bf16_with_an_index(built: dict[str, Path], family: st
 
 def test_same_seed_same_tensors_other_seed_differs(built: dict[str, Path], tmp_path: Path) -> None:
     first = built["qwen2_5_vl"]
-    again = build_tiny_model("qwen2_5_vl", tmp_path / "again", seed=0)
-    other = build_tiny_model("qwen2_5_vl", tmp_path / "other", seed=1)
+    again = build_tiny_model("qwen2_5_vl", tmp_path / "again", seed=0, train=False)
+    other = build_tiny_model("qwen2_5_vl", tmp_path / "other", seed=1, train=False)
     for shard in first.glob("*.safetensors"):
         assert (again / shard.name).read_bytes() == shard.read_bytes(), shard.name
     a, b = tensors(first), tensors(other)
@@ -303,6 +307,23 @@ def test_text_round_trips(loaded: dict[str, tuple], family: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_answer_and_question_words_are_one_token_each(loaded: dict[str, tuple], family: str) -> None:
+    tokenizer = loaded[family][0].tokenizer
+    answer = "a red circle and a blue square; a yellow triangle"
+    ids = tokenizer.encode(answer, add_special_tokens=False)
+    pieces = ["a", " red", " circle", " and", " a", " blue", " square", ";", " a", " yellow"]
+    assert [tokenizer.decode([i]) for i in ids] == [*pieces, " triangle"]
+    assert len(tokenizer.encode(" green", add_special_tokens=False)) == 1
+    question = tokenizer.encode("What's shown here: ", add_special_tokens=False)
+    assert [tokenizer.decode([i]) for i in question] == ["What", "'s", " shown", " here", ":", " "]
+    # Ordinary text still round-trips through the byte-level pieces.
+    assert tokenizer.decode(tokenizer.encode("reds circled", add_special_tokens=False)) == (
+        "reds circled"
+    )
+    assert all(i < 1000 for i in ids)  # word pieces sit right after the 256 byte tokens
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_chat_template_renders_the_real_prompt(loaded: dict[str, tuple], family: str) -> None:
     processor = loaded[family][0]
     prompt = processor.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)
@@ -315,31 +336,110 @@ def test_chat_template_renders_the_real_prompt(loaded: dict[str, tuple], family:
     )
 
 
-def test_qwen_processor_expands_one_pad_per_merged_patch(loaded: dict[str, tuple]) -> None:
+# --- the real preprocessing -----------------------------------------------------
+# Expected values come from the published rules, written out here: Qwen2-VL's
+# smart_resize (qwen-vl-utils, preprocessor_config.json of Qwen2.5-VL-3B:
+# min_pixels 3136, max_pixels 12845056, patch 14, merge 2) and Llama 4's
+# tiling (336 px tiles, at most 16, the canvas needing the least upscaling,
+# else the least downscaling, ties to the smaller canvas; a global tile when
+# there are several).
+
+
+def qwen_grid(width: int, height: int) -> tuple[int, int, int]:
+    factor, min_pixels, max_pixels = 28, 3136, 12845056
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = math.floor(height / beta / factor) * factor
+        w_bar = math.floor(width / beta / factor) * factor
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return 1, h_bar // 14, w_bar // 14
+
+
+def llama4_tiles(width: int, height: int) -> tuple[int, int]:
+    canvases = [(a, b) for a in range(1, 17) for b in range(1, 17) if a * b <= 16]
+    scales = {c: min(336 * c[0] / height, 336 * c[1] / width) for c in canvases}
+    up = [s for s in scales.values() if s >= 1]
+    best = min(up) if up else max(scales.values())
+    return min((c for c in canvases if scales[c] == best), key=lambda c: c[0] * c[1])
+
+
+SIZES = [(448, 336), (96, 64), (1000, 700), (300, 900)]  # (width, height); the first is the example's
+
+
+def test_preprocessing_rules_above_give_the_known_values() -> None:
+    """The example image: 192 Qwen tokens on a 24x32 grid; two Llama 4 tiles side by side."""
+    assert qwen_grid(448, 336) == (1, 24, 32)
+    assert llama4_tiles(448, 336) == (1, 2)
+    assert llama4_tiles(96, 64) == (1, 1) and llama4_tiles(1000, 700) == (3, 3)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_processor_settings_are_the_real_ones(built: dict[str, Path], family: str) -> None:
+    config = json.loads((built[family] / "processor_config.json").read_text())
+    image = config.get("image_processor", config)
+    model = json.loads((built[family] / "config.json").read_text())
+    if family == "qwen2_5_vl":
+        assert image["min_pixels"] == 3136 and image["max_pixels"] == 12845056
+        assert (image["patch_size"], image["merge_size"], image["temporal_patch_size"]) == (14, 2, 2)
+        assert image["image_mean"] == [0.48145466, 0.4578275, 0.40821073]
+        assert image["image_std"] == [0.26862954, 0.26130258, 0.27577711]
+        vision = model["vision_config"]
+        assert (vision["patch_size"], vision["spatial_merge_size"], vision["temporal_patch_size"]) == (
+            14,
+            2,
+            2,
+        )
+    else:
+        assert image["size"] == {"height": 336, "width": 336}
+        assert image["max_patches"] == 16 and image["resize_to_max_canvas"] is False
+        assert image["image_mean"] == [0.5, 0.5, 0.5] and image["image_std"] == [0.5, 0.5, 0.5]
+        assert config["patch_size"] == 14
+        vision = model["vision_config"]
+        assert (vision["image_size"], vision["patch_size"]) == (336, 14)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_qwen_image_tokens_follow_smart_resize(loaded: dict[str, tuple], size) -> None:
     processor, model = loaded["qwen2_5_vl"]
-    inputs = processed(processor, "qwen2_5_vl")
-    grid = inputs["image_grid_thw"][0]
+    image = Image.new("RGB", size, "white")
+    inputs = processed(processor, "qwen2_5_vl", image)
+    grid = qwen_grid(*size)
+    assert inputs["image_grid_thw"].tolist() == [list(grid)]
+    patches = grid[1] * grid[2]
+    assert tuple(inputs["pixel_values"].shape) == (patches, 3 * 2 * 14 * 14)
     n_pad = int((inputs["input_ids"][0] == 151655).sum())
-    assert n_pad == int(grid.prod()) // 4
-    assert 4 <= n_pad <= 64  # tens of tokens, not thousands
-    with torch.no_grad():
-        emb = model.model.visual(
-            inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]
-        ).pooler_output
-    assert tuple(emb.shape) == (n_pad, model.config.text_config.hidden_size)
+    assert n_pad == patches // 4
+    if size == (448, 336):
+        with torch.no_grad():
+            emb = model.model.visual(
+                inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]
+            ).pooler_output
+        assert tuple(emb.shape) == (192, model.config.text_config.hidden_size)
 
 
-def test_llama4_patch_tokens_match_the_vision_rows(loaded: dict[str, tuple]) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_llama4_tiles_follow_the_tiling_rule(loaded: dict[str, tuple], size) -> None:
     processor, model = loaded["llama4"]
-    inputs = processed(processor, "llama4")
+    image = Image.new("RGB", size, "white")
+    inputs = processed(processor, "llama4", image)
+    rows, cols = llama4_tiles(*size)
+    tiles = rows * cols + (1 if rows * cols > 1 else 0)  # plus the global tile
+    assert tuple(inputs["pixel_values"].shape) == (tiles, 3, 336, 336)
     ids = inputs["input_ids"][0]
-    n_patch = int((ids == 200092).sum())
+    assert int((ids == 200092).sum()) == 144 * tiles  # (336 / 14)^2 patches / 4 per tile
     assert int((ids == 200090).sum()) == 1 and int((ids == 200080).sum()) == 1
-    with torch.no_grad():
-        hidden = model.vision_model(inputs["pixel_values"]).last_hidden_state
-        emb = model.multi_modal_projector(hidden.reshape(-1, hidden.shape[-1]))
-    assert emb.shape == (n_patch, model.config.text_config.hidden_size)
-    assert 4 <= n_patch <= 40
+    assert int((ids == 200084).sum()) == (rows * (cols - 1) if tiles > 1 else 0)
+    assert int((ids == 200085).sum()) == (rows if tiles > 1 else 0)
+    if size == (448, 336):
+        with torch.no_grad():
+            hidden = model.vision_model(inputs["pixel_values"]).last_hidden_state
+            emb = model.multi_modal_projector(hidden.reshape(-1, hidden.shape[-1]))
+        assert emb.shape == (432, model.config.text_config.hidden_size)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -359,6 +459,13 @@ def test_greedy_generation_is_not_degenerate(loaded: dict[str, tuple], family: s
 def test_tiny_model_path_builds_once_and_reuses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from vlm_tutorial.tiny import training
+
+    # A two-step plan: this test is about the cache, not about what is learned.
+    quick = training.TrainingPlan(
+        examples=2, layout_pairs=0, notebook_copies=1, vision_steps=1, language_steps=1
+    )
+    monkeypatch.setitem(training.PLANS, "qwen2_5_vl", quick)
     monkeypatch.setenv("VLM_TUTORIAL_CACHE", str(tmp_path / "cache"))
     first = tiny_model_path("qwen2_5_vl")
     assert first.parent == tmp_path / "cache"
@@ -367,14 +474,20 @@ def test_tiny_model_path_builds_once_and_reuses(
     assert tiny_model_path("qwen2_5_vl") == first
     assert (first / INFO_FILE).stat().st_mtime_ns == stamp
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [first.name]  # no temp folder left
+    assert json.loads((first / INFO_FILE).read_text())["trained"] is True
     assert spec_hash("llama4", "tiny") != spec_hash("llama4", "tp4")
+    # Another training plan is another checkpoint.
+    before = spec_hash("qwen2_5_vl", "tiny")
+    monkeypatch.setitem(training.PLANS, "qwen2_5_vl", training.TrainingPlan(vision_steps=2))
+    assert spec_hash("qwen2_5_vl", "tiny") != before
+    assert spec_hash("qwen2_5_vl", "tiny", trained=False) != spec_hash("qwen2_5_vl", "tiny")
 
 
 def test_cli_writes_a_loadable_folder(tmp_path: Path) -> None:
     out = tmp_path / "cli-llama4"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     result = subprocess.run(
-        [sys.executable, "-m", "vlm_tutorial.tiny", "llama4", str(out), "--seed", "3"],
+        [sys.executable, "-m", "vlm_tutorial.tiny", "llama4", str(out), "--seed", "3", "--no-train"],
         capture_output=True,
         text=True,
         env=env,
@@ -384,11 +497,19 @@ def test_cli_writes_a_loadable_folder(tmp_path: Path) -> None:
     assert str(out) in result.stdout
     assert "parameters: text" in result.stdout and "vision" in result.stdout
     assert "MiB" in result.stdout and "built in" in result.stdout
+    assert "random weights" in result.stdout
     from transformers import AutoConfig, AutoProcessor
 
     assert AutoConfig.from_pretrained(out).model_type == "llama4"
     assert AutoProcessor.from_pretrained(out).tokenizer.convert_tokens_to_ids("<|patch|>") == 200092
-    assert json.loads((out / INFO_FILE).read_text())["seed"] == 3
+    info = json.loads((out / INFO_FILE).read_text())
+    assert info["seed"] == 3 and info["trained"] is False
+
+
+def test_only_the_tiny_preset_can_be_trained(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no training plan"):
+        build_tiny_model("llama4", tmp_path / "x", preset="tp4", train=True)
+    assert not (tmp_path / "x").exists()
 
 
 def test_cli_rejects_a_bad_preset(tmp_path: Path) -> None:

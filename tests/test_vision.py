@@ -159,7 +159,7 @@ def test_llama4_rotary_buffer_stays_complex(dtype):
 def test_row_count_checked_against_input_ids(family, processors, inputs):
     encoder = load_vision_encoder(tiny_model_path(family), dtype=torch.float32)
     batch = dict(inputs[family])
-    other = processor_output(processors[family], [noise_image(56, 56, 3)])
+    other = processor_output(processors[family], [noise_image(700, 200, 3)])  # other token counts
     batch["input_ids"] = other["input_ids"]
     with pytest.raises(EmbeddingShapeError, match="embedding rows"):
         encoder(batch)

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeAlias, cast
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageOps
 
 from .errors import (
     ImageDecodeError,
@@ -101,6 +101,9 @@ EXAMPLE_IMAGE_SIZE = (448, 336)
 Both sides are multiples of 28 and 112, so Qwen2.5-VL keeps the size as it is
 (a 24 x 32 patch grid, 192 image tokens).
 """
+
+EXAMPLE_DESCRIPTION = "a red circle and a blue square"
+"""What :func:`example_image` shows, in the words the tiny models answer with."""
 
 ACCEPTED_KINDS = (
     "a PIL.Image.Image, "
@@ -577,13 +580,12 @@ def _clip(text: str, limit: int = 200, size: str = "") -> str:
 
 
 def example_image(size: tuple[int, int] = EXAMPLE_IMAGE_SIZE) -> Image.Image:
-    """Draw the package's example picture: a red house, a tree and the sun on a meadow.
+    """Draw the package's example picture: :data:`EXAMPLE_DESCRIPTION`, a red circle and a blue square.
 
-    It is drawn with PIL at call time (no file ships with the package) and
-    is identical on every call. The scene is simple enough for a real
-    vision-language model to describe: blue sky, a yellow sun, a white cloud,
-    green grass, a red house with a dark roof, a brown door and two windows,
-    and a tree with a brown trunk.
+    It is a toy picture of :mod:`vlm_tutorial.toys` (the kind the tiny
+    models are trained on), drawn with PIL at call time and identical on
+    every call: a red circle on the left and a blue square on the right, on
+    white. ``toys.draw(description)`` draws others, e.g. ``"a yellow triangle"``.
 
     Args:
         size: ``(width, height)`` in pixels, each at least 32. The drawing
@@ -596,9 +598,11 @@ def example_image(size: tuple[int, int] = EXAMPLE_IMAGE_SIZE) -> Image.Image:
         >>> image = example_image()
         >>> image.size
         (448, 336)
-        >>> image.getpixel((10, 10))  # sky
-        (135, 206, 235)
+        >>> image.getpixel((10, 10)), image.getpixel((125, 168)), image.getpixel((323, 168))
+        ((255, 255, 255), (220, 40, 40), (40, 80, 220))
     """
+    from .toys import draw
+
     if (
         not isinstance(size, tuple | list)
         or len(size) != 2
@@ -609,53 +613,7 @@ def example_image(size: tuple[int, int] = EXAMPLE_IMAGE_SIZE) -> Image.Image:
             f"size must be (width, height), two ints of at least 32, got {size!r}; "
             f"for example {EXAMPLE_IMAGE_SIZE}"
         )
-    width, height = size
-    image = Image.new("RGB", (width, height), (135, 206, 235))  # sky blue
-    draw = ImageDraw.Draw(image)
-
-    def box(x0: float, y0: float, x1: float, y1: float) -> tuple[int, int, int, int]:
-        return (round(x0 * width), round(y0 * height), round(x1 * width), round(y1 * height))
-
-    def point(x: float, y: float) -> tuple[int, int]:
-        return (round(x * width), round(y * height))
-
-    draw.rectangle(box(0, 0.68, 1, 1), fill=(76, 175, 80))  # grass
-    # Sun with rays, top right.
-    center, radius = point(0.86, 0.17), 0.08 * min(width, height)
-    for step in range(8):
-        angle = step * math.pi / 4
-        inner = (
-            center[0] + 1.3 * radius * math.cos(angle),
-            center[1] + 1.3 * radius * math.sin(angle),
-        )
-        outer = (
-            center[0] + 1.8 * radius * math.cos(angle),
-            center[1] + 1.8 * radius * math.sin(angle),
-        )
-        draw.line([inner, outer], fill=(255, 200, 0), width=max(1, round(radius / 5)))
-    draw.ellipse(
-        (center[0] - radius, center[1] - radius, center[0] + radius, center[1] + radius),
-        fill=(255, 221, 0),
-    )
-    # Cloud, top left.
-    for x0, y0, x1, y1 in (
-        (0.08, 0.12, 0.2, 0.24),
-        (0.14, 0.07, 0.28, 0.24),
-        (0.22, 0.12, 0.34, 0.24),
-    ):
-        draw.ellipse(box(x0, y0, x1, y1), fill=_WHITE)
-    # House: red walls, dark roof, brown door, two light-blue windows.
-    draw.rectangle(box(0.2, 0.45, 0.56, 0.82), fill=(200, 30, 30))
-    draw.polygon([point(0.16, 0.46), point(0.38, 0.24), point(0.6, 0.46)], fill=(90, 40, 30))
-    draw.rectangle(box(0.34, 0.62, 0.42, 0.82), fill=(110, 60, 20))
-    draw.ellipse(box(0.395, 0.71, 0.41, 0.73), fill=(240, 200, 60))  # door knob
-    for left in (0.24, 0.46):
-        draw.rectangle(box(left, 0.53, left + 0.07, 0.63), fill=_WHITE)
-        draw.rectangle(box(left + 0.008, 0.54, left + 0.062, 0.62), fill=(170, 220, 255))
-    # Tree: brown trunk, dark green crown, right of the house.
-    draw.rectangle(box(0.74, 0.5, 0.79, 0.84), fill=(120, 72, 30))
-    draw.ellipse(box(0.66, 0.28, 0.87, 0.6), fill=(20, 110, 40))
-    return image
+    return draw(EXAMPLE_DESCRIPTION, size=(size[0], size[1]))
 
 
 def save_example_image(path: str | os.PathLike, size: tuple[int, int] = EXAMPLE_IMAGE_SIZE) -> Path:
@@ -758,6 +716,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_TIMEOUT",
+    "EXAMPLE_DESCRIPTION",
     "EXAMPLE_IMAGE_SIZE",
     "ImageSource",
     "MAX_PIXELS_ENV",

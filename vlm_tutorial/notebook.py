@@ -93,7 +93,7 @@ class NotebookSettings:
             else self.model_path
         )
         if not self.starts_engine:
-            return f"Model: {model}"
+            return f"Engine: none (this notebook only builds requests)\nModel: {model}"
         engine = (
             "SGLang (sglang.Engine)"
             if self.on_sglang
@@ -191,7 +191,7 @@ def notebook_settings(
     """Resolve a notebook's parameters (parameter > ``VLM_TUTORIAL_*`` > default) and print them.
 
     ``starts_engine=False`` is for a notebook that only builds requests: it
-    resolves the model as the reference engine would and names no engine.
+    resolves the model as the reference engine would and prints "Engine: none".
 
     Example:
         >>> s = notebook_settings("llama4", backend="transformers", announce=False)  # doctest: +SKIP

@@ -48,9 +48,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 def test_llama4_variant_parity(variant: str, tmp_path: Path, gpu_record: dict[str, Any]) -> None:
     from transformers import AutoProcessor
 
-    from vlm_tutorial.engines import ReferenceEngine, open_engine
+    from vlm_tutorial.engines import open_engine
     from vlm_tutorial.images import example_image
     from vlm_tutorial.prompts import build_prompt
+    from vlm_tutorial.reference import ReferenceEngine
     from vlm_tutorial.tiny import build_tiny_model
     from vlm_tutorial.tiny.presets import PRESETS
 

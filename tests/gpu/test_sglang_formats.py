@@ -252,7 +252,9 @@ def test_multi_image_request_per_format(
         "comparisons": comparisons,
     }
     gpu_record.setdefault("margins", {}).setdefault(family, {})[f"two_images_{pair}"] = margins
-    if not use_real_models():
+    if not use_real_models() and pair == "same_size":
+        # The pair the tiny models were trained on; of other pairs they know the first picture
+        # only (tests/test_training.py), so the mixed-size pair checks identity, not the answer.
         assert outs["raw"]["text"] == expected_answer(EXAMPLE_DESCRIPTION, SECOND_PICTURE)
         assert all(m is not None and m >= DECISIVE_NATS for m in margins.values()), margins
 

@@ -572,6 +572,10 @@ def markdown(results: dict[str, Any]) -> str:
     """``probe.md``: the processor split and the encoder table of a probe's results."""
     meta = results["meta"]
     lines = [
+        "---",
+        "orphan: true",  # linked from the benchmark page's table, not from a toctree
+        "---",
+        "",
         f"# Client-side probe on {meta['device']['name']}",
         "",
         f"- command: `{meta['command']}`",

@@ -365,10 +365,10 @@ def write_random_weights(
 
 def _write_processor(name: str, out: Path) -> None:
     # The tiny builder's tokenizer/processor writer: real special ids, vocab_size entries.
-    from ..tiny.builder import _save_generation_config, _save_tokenizer_and_processor
+    from ..tiny.builder import save_generation_config, save_tokenizer_and_processor
 
-    _save_tokenizer_and_processor(name, {"image": dict(REAL_SCALE[name]["image"])}, out)
-    _save_generation_config(name, out)
+    save_tokenizer_and_processor(name, out, image=dict(REAL_SCALE[name]["image"]))
+    save_generation_config(name, out)
 
 
 def write_model_folder(

@@ -1,10 +1,13 @@
 """A byte-level BPE tokenizer with a family's real special tokens at their real ids.
 
 The real vocabularies are not available offline, so the ordinary tokens are
-the 256 byte-level symbols followed by filler tokens (`` t256``, `` t257``,
-...) up to the first special id. The special tokens sit at exactly the ids of
-the real checkpoint, and fillers pad the table to the config's
-``vocab_size``, so every id a model can generate decodes to text.
+the 256 byte-level symbols, then the pieces of a few whole words
+(:data:`WHOLE_WORDS`: the toy pictures' answers, the notebooks' question and
+the chat templates' words, each one token thanks to its BPE merges), then
+filler tokens (`` t<id>``) up to the first special id. The
+special tokens sit at exactly the ids of the real checkpoint, and fillers pad
+the table to the config's ``vocab_size``, so every id a model can generate
+decodes to text.
 
 The special tokens are part of the BPE vocabulary itself *and* registered as
 added tokens: transformers then finds them at their ids instead of appending
@@ -14,6 +17,8 @@ Example:
     >>> tok = build_tokenizer("qwen2_5_vl")
     >>> tok.token_to_id("<|image_pad|>"), tok.get_vocab_size()
     (151655, 151936)
+    >>> len(tok.encode("a red circle and a blue square").ids)
+    7
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from tokenizers import (
 from tokenizers.models import BPE
 
 from ..families import get_family
-from .presets import LLAMA4_SPECIAL_TOKENS, QWEN2_5_VL_SPECIAL_TOKENS, VOCAB
+from ..toys import COLOURS, JOIN, SHAPES
+from .presets import VOCAB
 
 #: Qwen2's pre-tokenizer split (transformers' ``tokenization_qwen2.py``).
 QWEN_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -42,10 +48,30 @@ QWEN_SPLIT = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[
 #: ``convert_llama4_weights_to_hf.py``).
 LLAMA4_SPLIT = r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
-SPECIAL_TOKENS: dict[str, tuple[tuple[int, str, bool], ...]] = {
-    "qwen2_5_vl": QWEN2_5_VL_SPECIAL_TOKENS,
-    "llama4": LLAMA4_SPECIAL_TOKENS,
-}
+
+#: Words (as the pre-tokenizer cuts them, with their leading space) that
+#: encode to one token each: the toy answers ("a red circle and a blue
+#: square" is 7 tokens), the notebooks' question "What's shown here:" and the
+#: words of the chat templates.
+WHOLE_WORDS: tuple[str, ...] = (
+    "a",
+    " a",
+    JOIN.rstrip(),  # " and"
+    *(f" {colour}" for colour in COLOURS),
+    *(f" {shape}" for shape in SHAPES),
+    "What",
+    "'s",
+    " shown",
+    " here",
+    "system",
+    "You",
+    " are",
+    " helpful",
+    " assistant",
+    "user",
+    "assistant",
+    "\n\n",
+)
 
 
 @lru_cache(maxsize=1)
@@ -74,23 +100,68 @@ def special_tokens(family: str) -> tuple[tuple[int, str, bool], ...]:
         >>> dict((t, i) for i, t, _ in special_tokens("llama4"))["<|patch|>"]
         200092
     """
-    return SPECIAL_TOKENS[get_family(family).name]
+    return get_family(family).special_tokens
+
+
+def _symbols(word: str) -> list[str]:
+    """``word``'s bytes as byte-level symbols (``" red"`` -> ``['Ġ', 'r', 'e', 'd']``)."""
+    table = byte_symbols()
+    return [table[b] for b in word.encode("utf-8")]
+
+
+def _apply_merges(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one pre-token: merge the best-ranked adjacent pair until none is left."""
+    parts = list(symbols)
+    while len(parts) > 1:
+        pairs = [(ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(parts, parts[1:], strict=False))]
+        rank, i = min(pairs)
+        if rank == len(ranks):
+            break
+        parts[i : i + 2] = [parts[i] + parts[i + 1]]
+    return parts
+
+
+@lru_cache(maxsize=1)
+def word_merges() -> tuple[tuple[str, str], ...]:
+    """The BPE merges that make each of :data:`WHOLE_WORDS` one token, in rank order.
+
+    Built word by word: while the merges so far leave a word in several
+    pieces, its first two pieces get a new merge. A later merge never changes
+    how an earlier word is cut, because BPE prefers earlier merges.
+
+    Example:
+        >>> word_merges()[:3]
+        (('Ġ', 'a'), ('Ġa', 'n'), ('Ġan', 'd'))
+    """
+    merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
+    for word in WHOLE_WORDS:
+        while len(parts := _apply_merges(_symbols(word), ranks)) > 1:
+            pair = (parts[0], parts[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+    return tuple(merges)
 
 
 def build_vocab(family: str) -> dict[str, int]:
-    """The full token table: bytes, fillers, the real specials, fillers up to ``vocab_size``.
+    """The full token table: bytes, word pieces, fillers, the real specials, fillers up to ``vocab_size``.
 
     Example:
         >>> len(build_vocab("llama4"))
         202048
+        >>> build_vocab("qwen2_5_vl")["Ġcircle"] < 300
+        True
     """
     sizes = VOCAB[get_family(family).name]
     specials = {i: text for i, text, _ in special_tokens(family)}
+    pieces = [a + b for a, b in word_merges()]
     space = byte_symbols()[ord(" ")]
     vocab: dict[str, int] = {}
     for i in range(sizes["vocab_size"]):
         if i < 256:
             vocab[byte_symbols()[i]] = i
+        elif i < 256 + len(pieces):
+            vocab[pieces[i - 256]] = i
         elif i in specials:
             vocab[specials[i]] = i
         else:
@@ -110,7 +181,7 @@ def build_tokenizer(family: str) -> Tokenizer:
     tok = Tokenizer(
         BPE(
             vocab=build_vocab(name),
-            merges=[],
+            merges=list(word_merges()),
             dropout=None,
             unk_token=None,
             continuing_subword_prefix="",
@@ -151,4 +222,11 @@ def build_tokenizer(family: str) -> Tokenizer:
     return tok
 
 
-__all__ = ["build_tokenizer", "build_vocab", "byte_symbols", "special_tokens"]
+__all__ = [
+    "WHOLE_WORDS",
+    "build_tokenizer",
+    "build_vocab",
+    "byte_symbols",
+    "special_tokens",
+    "word_merges",
+]
