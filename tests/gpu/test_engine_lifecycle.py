@@ -64,6 +64,7 @@ def test_no_sglang_process_left_after_body_raises(family_name: str) -> None:
 @pytest.mark.parametrize("notebook", ["qwen2_5_vl.ipynb", "llama4.ipynb"])
 def test_rerunning_the_notebooks_engine_cell_shuts_the_first_engine_down(notebook: str) -> None:
     """The model notebooks' engine cell, run twice as Jupyter would: one engine left, on the GPU."""
+    import asyncio
     from pathlib import Path
 
     import nbformat
@@ -79,6 +80,10 @@ def test_rerunning_the_notebooks_engine_cell_shuts_the_first_engine_down(noteboo
         "settings": notebook_settings(family, model_path=model_path_for(family), backend="sglang"),
         "tp_size": None,
     }
+    # A Jupyter kernel runs its cells inside a standard asyncio loop, the one the cell's
+    # nest_asyncio.apply() patches. This process imported sglang in earlier tests, which
+    # made uvloop the default policy, and nest_asyncio cannot patch a uvloop loop.
+    asyncio.set_event_loop(asyncio.SelectorEventLoop())
     since = time.time()
     exec(compile(engine_cell, f"{notebook}:engine", "exec"), namespace)
     first = sglang_processes(since=since)
