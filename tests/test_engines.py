@@ -187,7 +187,8 @@ def test_auto_picks_the_reference_engine_here(capsys):
     with open_engine(tiny_paths["llama4"], mem_fraction_static=0.5) as engine:
         assert isinstance(engine, ReferenceEngine)
         out = engine.generate(
-            prompt="Hello", sampling_params={"temperature": 0, "max_new_tokens": 2}
+            prompt="Hello",
+            sampling_params={"temperature": 0, "max_new_tokens": 2, "ignore_eos": True},
         )
         assert out["meta_info"]["completion_tokens"] == 2
     printed = capsys.readouterr().out

@@ -53,8 +53,9 @@ RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
 @pytest.fixture(scope="module")
 def house() -> Image.Image:
-    """A small RGB image with many colours; PNG round trips are lossless."""
-    return example_image((64, 48))
+    """A small RGB image of seeded noise (every pixel its own colour, so its PNG is about 9 KB)."""
+    pixels = np.random.default_rng(0).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    return Image.fromarray(pixels, "RGB")
 
 
 @pytest.fixture(scope="module")

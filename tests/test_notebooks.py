@@ -204,7 +204,7 @@ def test_model_notebooks_run_on_the_reference_engine_and_say_so(main_job, name):
 
 def test_a_notebook_that_starts_no_engine_names_none(main_job):
     nb = _executed(main_job, "formats_overview.ipynb")
-    assert nb.metadata[METADATA_KEY]["engine"] is None
+    assert nb.metadata[METADATA_KEY]["engine"] == "none (this notebook only builds requests)"
     assert "SGLang (sglang.Engine)" not in _stdout(nb)
 
 

@@ -566,7 +566,7 @@ def test_hub_index_entries_are_checked_before_any_shard_is_fetched(tmp_path, mon
 
 def test_a_processor_output_of_the_other_family_is_refused(inputs):
     encoders = {f: load_vision_encoder(tiny_model_path(f), dtype=torch.float32) for f in FAMILIES}
-    with pytest.raises(ProcessorOutputError, match=r"llama4 encoder takes \(n, 3, 56, 56\)"):
+    with pytest.raises(ProcessorOutputError, match=r"llama4 encoder takes \(n, 3, 336, 336\)"):
         encoders["llama4"](inputs["qwen2_5_vl"])
     with pytest.raises(ProcessorOutputError, match=r"qwen2_5_vl encoder takes \(n, 1176\)"):
         encoders["qwen2_5_vl"](inputs["llama4"])
