@@ -163,3 +163,27 @@ def test_embedding_items_carry_only_what_sglang_reads():
         "format": "processor_output",
         "precomputed_embeddings": "EMB",
     }
+
+
+def test_a_processor_keyword_transformers_ignores_is_refused_with_the_fix(processors):
+    """transformers 5 ignores max_pixels= at call time: the grid would silently stay the same."""
+    from vlm_tutorial.errors import RequestFormatError
+    from vlm_tutorial.images import example_image
+    from vlm_tutorial.prompts import build_prompt
+    from vlm_tutorial.requests import run_processor
+
+    processor = processors["qwen2_5_vl"]
+    prompt = build_prompt(processor, "What's shown here: <image>?")
+    image = example_image()
+    budget = image.width * image.height // 4
+    # The keyword really is ignored by the processor itself...
+    plain = processor(text=[prompt], images=[image], return_tensors="pt")
+    ignored = processor(text=[prompt], images=[image], max_pixels=budget, return_tensors="pt")
+    assert ignored["image_grid_thw"].tolist() == plain["image_grid_thw"].tolist()
+    # ...so the helper refuses it, naming what works, and what works changes the grid.
+    with pytest.raises(RequestFormatError, match=r'max_pixels= is ignored.*size=\{"shortest_edge"'):
+        run_processor(processor, prompt, [image], max_pixels=budget)
+    smaller = run_processor(
+        processor, prompt, [image], size={"shortest_edge": 3136, "longest_edge": budget}
+    )
+    assert smaller["image_grid_thw"].prod() < plain["image_grid_thw"].prod()

@@ -268,7 +268,9 @@ def test_the_notebooks_dicts_are_the_builders_dicts(notebook_requests):
     processor, img, prompt, encoder = ns["processor"], ns["img"], ns["prompt"], ns["encoder"]
     second, prompt2 = ns["second"], ns["prompt2"]
     small_kwargs = (
-        {"max_pixels": img.width * img.height // 4} if name == "qwen2_5_vl.ipynb" else {"max_patches": 1}
+        {"size": {"shortest_edge": 3136, "longest_edge": img.width * img.height // 4}}
+        if name == "qwen2_5_vl.ipynb"
+        else {"max_patches": 1}
     )
     cases = {
         "proc_item": (ns["input_ids"], processor_output_request(processor, prompt, [img])),
@@ -329,3 +331,19 @@ def test_rerunning_the_engine_cell_shuts_the_first_engine_down(name):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     assert "first shut down: True | second running: True" in nb.cells[-1].outputs[0]["text"]
+
+
+def test_qwen_notebooks_smaller_pixel_budget_gives_fewer_image_tokens(main_job):
+    """The custom-preprocessing cell really changes the grid (a max_pixels= keyword would not)."""
+    text = _stdout(_executed(main_job, "qwen2_5_vl.ipynb"))
+    found = {
+        name: tuple(map(int, m.groups()))
+        for name, pattern in (("default", "default"), ("small", "a quarter"))
+        if (m := re.search(pattern + r"\s+grid \[\[1, (\d+), (\d+)\]\] -> (\d+) image tokens", text))
+    }
+    assert set(found) == {"default", "small"}, text
+    # 448x336 pixels in 14-px patches: a 24x32 grid, one token per 2x2 patches.
+    assert found["default"] == (24, 32, 192)
+    h, w, tokens = found["small"]
+    assert tokens == h * w // 4 and (h * 14) * (w * 14) <= 448 * 336 // 4
+    assert tokens < 192

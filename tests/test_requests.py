@@ -85,8 +85,8 @@ def test_custom_preprocessing_changes_the_image_token_count(processors, prompts,
     proc = processors["qwen2_5_vl"]
     default = run_processor(proc, prompts["qwen2_5_vl"], [image])
     pixels = int(default["image_grid_thw"].prod()) * 14 * 14
-    small = run_processor(proc, prompts["qwen2_5_vl"], [image], min_pixels=28 * 28,
-                          max_pixels=pixels // 4)
+    budget = {"shortest_edge": 28 * 28, "longest_edge": pixels // 4}  # min_pixels, max_pixels
+    small = run_processor(proc, prompts["qwen2_5_vl"], [image], size=budget)
     pad = QWEN2_5_VL.embedding_token_id
     n_default = default["input_ids"][0].tolist().count(pad)
     n_small = small["input_ids"][0].tolist().count(pad)

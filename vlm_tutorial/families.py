@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UnknownModelFamilyError
+from .errors import RequestFormatError, UnknownModelFamilyError
 
 #: How ``processor_output`` and ``precomputed_embedding`` dicts name their format.
 PROCESSOR_OUTPUT = "processor_output"
@@ -144,6 +144,8 @@ class ModelFamily:
         mrope: the language model needs ``mm_token_type_ids`` for its multimodal rope.
         required_engine_args: ``sglang.Engine`` arguments needed at every size.
         real_engine_args: ``sglang.Engine`` arguments recommended for the real model.
+        ignored_processor_kwargs: processor-call keywords that transformers 5.12.1
+            accepts and silently ignores, each with what to pass instead.
     """
 
     name: str
@@ -171,6 +173,7 @@ class ModelFamily:
     mrope: bool
     required_engine_args: tuple[tuple[str, Any], ...] = ()
     real_engine_args: tuple[tuple[str, Any], ...] = ()
+    ignored_processor_kwargs: tuple[tuple[str, str], ...] = ()
 
     def __repr__(self) -> str:
         return f"<ModelFamily {self.name}>"
@@ -217,6 +220,22 @@ class ModelFamily:
             elif inside and token == row:
                 counts[-1] += 1
         return counts
+
+    def check_processor_kwargs(self, kwargs: Mapping[str, Any]) -> None:
+        """Refuse processor-call keywords that would be silently ignored.
+
+        Example:
+            >>> QWEN2_5_VL.check_processor_kwargs({"max_pixels": 50176})
+            Traceback (most recent call last):
+            ...
+            vlm_tutorial.errors.RequestFormatError: max_pixels= is ignored ...
+        """
+        for key, instead in self.ignored_processor_kwargs:
+            if key in kwargs:
+                raise RequestFormatError(
+                    f"{key}= is ignored by the {self.processor_class} call in transformers 5 (the "
+                    f"image tokens would not change); pass {instead} instead"
+                )
 
     def prompt_images(self, prompt: str) -> int:
         """How many images a (not yet expanded) prompt asks for.
@@ -298,6 +317,10 @@ QWEN2_5_VL = ModelFamily(
         # 3.75 B parameters in bf16 are 7 GiB; 0.6 of an 80 GB GPU leaves ~40 GiB of KV cache.
         ("mem_fraction_static", 0.6),
     ),
+    ignored_processor_kwargs=tuple(
+        (key, 'size={"shortest_edge": min_pixels, "longest_edge": max_pixels}')
+        for key in ("min_pixels", "max_pixels")
+    ),
 )
 
 LLAMA4 = ModelFamily(
@@ -351,6 +374,17 @@ def supported() -> str:
         'Qwen2_5_VLForConditionalGeneration (model_type qwen2_5_vl), Llama4ForConditionalGeneration (model_type llama4)'
     """
     return ", ".join(f"{f.architecture} (model_type {f.model_type})" for f in FAMILIES.values())
+
+
+def family_of_processor(processor: Any) -> ModelFamily | None:
+    """The family whose processor class ``processor`` is, or None.
+
+    Example:
+        >>> family_of_processor(object()) is None
+        True
+    """
+    name = type(processor).__name__
+    return next((f for f in FAMILIES.values() if f.processor_class == name), None)
 
 
 def get_family(name: str | ModelFamily) -> ModelFamily:
@@ -508,6 +542,7 @@ __all__ = [
     "PROCESSOR_OUTPUT",
     "PRECOMPUTED_EMBEDDING",
     "ModelFamily",
+    "family_of_processor",
     "FAMILIES",
     "QWEN2_5_VL",
     "LLAMA4",

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import RequestFormatError
-from .families import PRECOMPUTED_EMBEDDING, detect_family
+from .families import PRECOMPUTED_EMBEDDING, detect_family, family_of_processor
 from .images import load_image
 from .validation import validate_image_data
 
@@ -92,8 +92,10 @@ def raw_request(prompt: str, images: Any) -> Request:
 def run_processor(processor: Any, prompt: str, images: Any, **processor_kwargs: Any) -> Any:
     """Load ``images`` and run the Hugging Face ``processor`` on them with ``prompt``.
 
-    Extra keyword arguments go to the processor call, e.g. ``min_pixels`` /
-    ``max_pixels`` for Qwen2.5-VL's image processor. As SGLang does, a prompt
+    Extra keyword arguments go to the processor call, e.g.
+    ``size={"shortest_edge": min_pixels, "longest_edge": max_pixels}`` for
+    Qwen2.5-VL's pixel budget (a ``max_pixels=`` keyword, which transformers
+    5 ignores, is refused with that fix). As SGLang does, a prompt
     that already starts with the tokenizer's BOS token (Llama 4's chat
     template writes ``<|begin_of_text|>``) is tokenized without adding a
     second one.
@@ -107,6 +109,9 @@ def run_processor(processor: Any, prompt: str, images: Any, **processor_kwargs: 
         raise RequestFormatError(
             f"prompt must be a str, got {type(prompt).__name__}; build it with build_prompt()"
         )
+    family = family_of_processor(processor)
+    if family is not None:
+        family.check_processor_kwargs(processor_kwargs)
     loaded = [load_image(i) for i in _as_list(images)]
     validate_image_data(loaded, prompt=prompt)
     bos = getattr(getattr(processor, "tokenizer", processor), "bos_token", None)
@@ -125,7 +130,7 @@ def processor_output_request(
     """Format 2: ``input_ids`` plus ``dict(processor_output, format="processor_output")``.
 
     The client runs the processor (with any ``processor_kwargs``, e.g. a
-    custom ``max_pixels``), so SGLang skips its own preprocessing and runs the
+    smaller pixel budget), so SGLang skips its own preprocessing and runs the
     vision tower on the given ``pixel_values``.
 
     Example:
