@@ -506,9 +506,9 @@ def detect_family(model: Any) -> ModelFamily:
     model_type = getattr(model, "model_type", None)
     if isinstance(model_type, str):
         return family_from_model_type(model_type)
-    for family in FAMILIES.values():
-        if type(model).__name__ == family.processor_class:
-            return family
+    by_processor = family_of_processor(model)
+    if by_processor is not None:
+        return by_processor
     if not isinstance(model, (str, os.PathLike)):
         raise UnknownModelFamilyError(
             f"cannot tell the model family of a {type(model).__name__}; pass a checkpoint "

@@ -68,6 +68,7 @@ from typing import Any, NamedTuple, TypeAlias, cast
 import numpy as np
 from PIL import Image, ImageOps
 
+from . import toys
 from .errors import (
     ImageDecodeError,
     ImageLoadError,
@@ -95,7 +96,7 @@ warns (and refuses at twice as many). Change it per call with
 MAX_PIXELS_ENV = "VLM_TUTORIAL_MAX_IMAGE_PIXELS"
 """Environment variable that replaces :data:`DEFAULT_MAX_PIXELS` (a positive integer)."""
 
-EXAMPLE_IMAGE_SIZE = (448, 336)
+EXAMPLE_IMAGE_SIZE = toys.DEFAULT_SIZE
 """Default ``(width, height)`` of :func:`example_image`.
 
 Both sides are multiples of 28 and 112, so Qwen2.5-VL keeps the size as it is
@@ -588,7 +589,7 @@ def example_image(size: tuple[int, int] = EXAMPLE_IMAGE_SIZE) -> Image.Image:
     white. ``toys.draw(description)`` draws others, e.g. ``"a yellow triangle"``.
 
     Args:
-        size: ``(width, height)`` in pixels, each at least 32. The drawing
+        size: ``(width, height)`` in pixels, each at least 28. The drawing
             scales with it.
 
     Returns:
@@ -601,19 +602,7 @@ def example_image(size: tuple[int, int] = EXAMPLE_IMAGE_SIZE) -> Image.Image:
         >>> image.getpixel((10, 10)), image.getpixel((125, 168)), image.getpixel((323, 168))
         ((255, 255, 255), (220, 40, 40), (40, 80, 220))
     """
-    from .toys import draw
-
-    if (
-        not isinstance(size, tuple | list)
-        or len(size) != 2
-        or not all(isinstance(side, int) and not isinstance(side, bool) for side in size)
-        or min(size) < 32
-    ):
-        raise ValueError(
-            f"size must be (width, height), two ints of at least 32, got {size!r}; "
-            f"for example {EXAMPLE_IMAGE_SIZE}"
-        )
-    return draw(EXAMPLE_DESCRIPTION, size=(size[0], size[1]))
+    return toys.draw(EXAMPLE_DESCRIPTION, size=size)
 
 
 def save_example_image(path: str | os.PathLike, size: tuple[int, int] = EXAMPLE_IMAGE_SIZE) -> Path:

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..families import FAMILIES
+
 #: Per family: the real ``vocab_size`` (embedding rows) and the id where the
-#: special tokens start (every id below is an ordinary BPE token).
+#: special tokens start (every id below is an ordinary BPE token), as the
+#: family registry gives them.
 VOCAB: dict[str, dict[str, int]] = {
-    "qwen2_5_vl": {"vocab_size": 151936, "first_special_id": 151643},
-    "llama4": {"vocab_size": 202048, "first_special_id": 200000},
+    family.name: {"vocab_size": family.vocab_size, "first_special_id": family.first_special_id}
+    for family in FAMILIES.values()
 }
 
 #: Standard deviation of the random weight matrices of the untrained presets:

@@ -461,6 +461,17 @@ def _probe_inputs(model: Any, family: str, examples: Sequence[Example]) -> tuple
     return embeds, torch.cat([k[0] for k in keep]), torch.cat([k[1] for k in keep])
 
 
+def _step(optimizer: Any, scheduler: Any, params: Any, loss: Any) -> None:
+    """One AdamW step on ``loss``, gradients clipped to norm 1, then the rate schedule."""
+    import torch
+
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+
+
 def _train_vision(
     model: Any,
     family: str,
@@ -498,11 +509,7 @@ def _train_vision(
         shape_logits, kinds = _pooled_shapes(shape_probe, embeds, labels, objects)
         shape_loss = torch.nn.functional.cross_entropy(shape_logits, kinds)
         loss = shape_loss + plan.token_weight * token_loss + plan.rank_weight * rank_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
+        _step(optimizer, scheduler, params, loss)
         losses.append(float(shape_loss.detach()))
         if log is not None and (step % 25 == 0 or step == plan.vision_steps - 1):
             log(
@@ -616,11 +623,7 @@ def _train_language(
         ]
         logits = torch.cat([h @ rows_out.rows.T, h @ out_weight[negatives].T], dim=1)
         loss = torch.nn.functional.cross_entropy(logits, rows_out.remap[batch["tokens"]])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
+        _step(optimizer, scheduler, params, loss)
         losses.append(float(loss.detach()))
         if log is not None and (step % 50 == 0 or step == plan.language_steps - 1):
             log(f"language step {step:4d}  answer loss {losses[-1]:.4f}")
