@@ -20,25 +20,26 @@ install: $(STAMP)
 
 ## notebooks: the main job: execute every notebook (tiny offline models) into build/notebooks/
 notebooks: $(STAMP)
-	$(PY) -m vlm_tutorial.run_notebooks --out build/notebooks --summary build/notebooks/summary.json
+	$(PY) -m tools.run_notebooks --out build/notebooks --summary build/notebooks/summary.json
 
 ## test: lint and type-check, then the CPU test suite (unit tests, engine tests, nbval + papermill, docs)
 test: $(STAMP)
-	$(VENV)/bin/ruff check vlm_tutorial tests scripts
+	$(VENV)/bin/ruff check vlm_tutorial vlm_bench tools tests
+	$(VENV)/bin/ruff format --check vlm_tutorial vlm_bench tools tests
 	$(PY) -m mypy
 	$(PY) -m pytest
 
 ## docs: build the documentation site into docs/_build/html
 docs: $(STAMP)
-	$(PY) scripts/build_docs.py
+	$(PY) tools/build_docs.py
 
 ## bench: the format benchmark on CPU with the tiny models (quick mode)
 bench: $(STAMP)
-	$(PY) -m vlm_tutorial.bench --quick
+	$(PY) -m vlm_bench --quick
 
 ## gpu-test: the GPU entry point (needs an NVIDIA GPU and sglang==0.5.17; see docs/gpu.md)
 gpu-test:
-	bash scripts/gpu-check
+	$(PYTHON) tools/gpu_check.py
 
 clean:
 	rm -rf build docs/_build .pytest_cache

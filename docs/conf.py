@@ -1,6 +1,6 @@
 """Sphinx configuration of the vlm-tutorial site.
 
-Build it with ``python scripts/build_docs.py`` (``make docs``): that executes the
+Build it with ``python tools/build_docs.py`` (``make docs``): that executes the
 notebooks with papermill when their executed copies are missing or stale, then
 runs ``sphinx-build -W --keep-going -n`` and checks every internal link. Nothing
 here reaches the network: no intersphinx, no remote assets, no notebook execution

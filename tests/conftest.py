@@ -14,7 +14,7 @@ FAMILY_NAMES = ("qwen2_5_vl", "llama4")
 @pytest.fixture(scope="session")
 def tiny_paths() -> dict[str, str]:
     """Folder of each family's default tiny checkpoint."""
-    from vlm_tutorial.tiny import tiny_model_path
+    from vlm_tutorial.offline.tiny import tiny_model_path
 
     return {name: str(tiny_model_path(name)) for name in FAMILY_NAMES}
 

@@ -1,7 +1,7 @@
 """The notebooks: committed clean, written with SGLang's own calls, executed once by the main job.
 
 Each notebook runs once on the CPU, through the README's main job
-(``python -m vlm_tutorial.run_notebooks``); the tests below read that one
+(``python -m tools.run_notebooks``); the tests below read that one
 executed copy. The request dicts that the model notebooks write out literally
 are tied to the package's request builders by executing the notebooks' cells
 that build them (every cell not tagged ``engine``) and comparing key by key.
@@ -21,7 +21,7 @@ import nbformat
 import pytest
 import torch
 
-from vlm_tutorial.run_notebooks import METADATA_KEY, printed_setting, unexecuted_cells
+from tools.run_notebooks import METADATA_KEY, printed_setting, unexecuted_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -132,7 +132,7 @@ def _notebook(tmp_path: Path, *cells) -> Path:
 
 def _run_main_job(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "vlm_tutorial.run_notebooks", *args],
+        [sys.executable, "-m", "tools.run_notebooks", *args],
         cwd=cwd, capture_output=True, text=True, timeout=600,
     )
 
@@ -262,7 +262,7 @@ def notebook_requests(request):
 
 def test_the_notebooks_dicts_are_the_builders_dicts(notebook_requests):
     """A changed dict in a notebook, or a changed builder, fails here."""
-    from vlm_tutorial.requests import precomputed_embedding_request, processor_output_request
+    from vlm_bench.requests import precomputed_embedding_request, processor_output_request
 
     name, ns = notebook_requests
     processor, img, prompt, encoder = ns["processor"], ns["img"], ns["prompt"], ns["encoder"]
@@ -288,7 +288,7 @@ def test_the_notebooks_dicts_are_the_builders_dicts(notebook_requests):
 
 
 def test_the_qwen_notebooks_reused_embedding_requests_are_the_builders():
-    from vlm_tutorial.requests import precomputed_embedding_request
+    from vlm_bench.requests import precomputed_embedding_request
 
     ns = _request_namespace("qwen2_5_vl.ipynb")
     processor, img, encoder = ns["processor"], ns["img"], ns["encoder"]

@@ -1,10 +1,11 @@
-"""vlm_tutorial: helpers for querying vision-language models through SGLang's offline Engine.
+"""vlm_tutorial: what the notebooks share for querying vision-language models through SGLang's offline Engine.
 
-The public API is importable from the package root; each name lives in a small
-module named for what it does (``families``, ``errors``, ``images``,
-``prompts``, ``validation``, ``requests``, ``vision``, ``reference``,
-``engines``, ``notebook``, ``report``, ``tiny``).
-Submodules are imported on first use, so ``import vlm_tutorial`` stays cheap.
+One module per idea: ``families`` (the registry of every difference between
+Qwen2.5-VL and Llama 4, engine arguments included), ``prompts``, ``images``,
+``validation``, ``vision`` (the checkpoint's own vision module, loaded alone),
+``settings`` (notebook parameters and engine arguments), ``report`` and
+``errors``. The CPU stand-in for machines without a GPU lives in
+:mod:`vlm_tutorial.offline`.
 
 Example:
     >>> import vlm_tutorial
@@ -12,72 +13,39 @@ Example:
     'Qwen/Qwen2.5-VL-3B-Instruct'
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from .errors import ImageLoadError, RequestFormatError, VisionWeightsError, VLMTutorialError
+from .families import FAMILIES, ModelFamily, detect_family, get_family
+from .images import example_image, image_to_base64, image_to_data_url, load_image, serve_images
+from .prompts import build_prompt
+from .report import compare_outputs, show_output
+from .settings import NotebookSettings, machine_engine_args, merge_engine_args, notebook_settings
+from .validation import validate_image_data
+from .vision import VisionEncoder, load_vision_encoder
 
 __version__ = "0.1.0"
 
-_EXPORTS: dict[str, str] = {
-    # errors
-    "VLMTutorialError": "errors",
-    "ImageLoadError": "errors",
-    "ImageDecodeError": "errors",
-    "UnsupportedImageSourceError": "errors",
-    "RequestFormatError": "errors",
-    "EmbeddingShapeError": "errors",
-    "UnknownModelFamilyError": "errors",
-    "VisionWeightsError": "errors",
-    "EngineUnavailableError": "errors",
-    # families
-    "ModelFamily": "families",
-    "FAMILIES": "families",
-    "get_family": "families",
-    "detect_family": "families",
-    # images
-    "load_image": "images",
-    "example_image": "images",
-    "save_example_image": "images",
-    "image_to_base64": "images",
-    "image_to_data_url": "images",
-    "serve_images": "images",
-    # prompts
-    "build_prompt": "prompts",
-    # requests
-    "raw_request": "requests",
-    "processor_output_request": "requests",
-    "precomputed_embedding_request": "requests",
-    # validation
-    "validate_image_data": "validation",
-    # vision
-    "load_vision_encoder": "vision",
-    "VisionEncoder": "vision",
-    # engines
-    "open_engine": "engines",
-    "merge_engine_args": "engines",
-    "machine_engine_args": "engines",
-    # the CPU reference engine
-    "ReferenceEngine": "reference",
-    # tiny models
-    "build_tiny_model": "tiny",
-    "tiny_model_path": "tiny",
-    # notebook settings
-    "resolve_model_path": "notebook",
-    "notebook_settings": "notebook",
-}
-
-__all__ = sorted(_EXPORTS) + ["__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'vlm_tutorial' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__ = [
+    "FAMILIES",
+    "ImageLoadError",
+    "ModelFamily",
+    "NotebookSettings",
+    "RequestFormatError",
+    "VLMTutorialError",
+    "VisionEncoder",
+    "VisionWeightsError",
+    "build_prompt",
+    "compare_outputs",
+    "detect_family",
+    "example_image",
+    "get_family",
+    "image_to_base64",
+    "image_to_data_url",
+    "load_image",
+    "load_vision_encoder",
+    "machine_engine_args",
+    "merge_engine_args",
+    "notebook_settings",
+    "serve_images",
+    "show_output",
+    "validate_image_data",
+]

@@ -68,7 +68,7 @@ from typing import Any, NamedTuple, TypeAlias, cast
 import numpy as np
 from PIL import Image, ImageOps
 
-from . import toys
+from .offline import toys
 from .errors import (
     ImageDecodeError,
     ImageLoadError,
@@ -583,7 +583,7 @@ def _clip(text: str, limit: int = 200, size: str = "") -> str:
 def example_image(size: tuple[int, int] = EXAMPLE_IMAGE_SIZE) -> Image.Image:
     """Draw the package's example picture: :data:`EXAMPLE_DESCRIPTION`, a red circle and a blue square.
 
-    It is a toy picture of :mod:`vlm_tutorial.toys` (the kind the tiny
+    It is a toy picture of :mod:`vlm_tutorial.offline.toys` (the kind the tiny
     models are trained on), drawn with PIL at call time and identical on
     every call: a red circle on the left and a blue square on the right, on
     white. ``toys.draw(description)`` draws others, e.g. ``"a yellow triangle"``.

@@ -14,7 +14,7 @@ SGLang's ``precomputed_embedding`` format wants: one row per image placeholder
 token, ``text_hidden_size`` columns.
 
 For Qwen2.5-VL the encoder runs the tower's blocks itself with the loaded
-weights (``attn="auto"``, :mod:`vlm_tutorial.qwen_tower`): windows of equal
+weights (``attn="auto"``, :mod:`vlm_bench.qwen_tower`): windows of equal
 length go through ``scaled_dot_product_attention`` as one batch, where
 transformers 5.12.1 calls it once per window; ``attn="varlen"`` attends every
 window in one variable-length call (CUDA), and ``compile=True`` fuses the
@@ -22,7 +22,7 @@ elementwise work with ``torch.compile``. ``attn="reference"`` runs
 transformers' forward unchanged.
 
 Example:
-    >>> from vlm_tutorial.tiny import tiny_model_path
+    >>> from vlm_tutorial.offline.tiny import tiny_model_path
     >>> encoder = load_vision_encoder(tiny_model_path("qwen2_5_vl"))  # doctest: +SKIP
     >>> embedding = encoder(processor(text=prompt, images=image, return_tensors="pt"))  # doctest: +SKIP
     >>> embedding.shape  # (number of <|image_pad|> tokens, text hidden size)  # doctest: +SKIP
@@ -53,17 +53,17 @@ from .errors import (
     VisionWeightsError,
 )
 from .families import FAMILIES, LLAMA4, QWEN2_5_VL, ModelFamily, detect_family
-from .qwen_tower import QwenTower, check_attention, qwen_tower_forward
+from vlm_bench.qwen_tower import QwenTower, check_attention, qwen_tower_forward
 
 #: Checkpoint key prefixes of the vision weights, per family (from the family registry).
 VISION_PREFIXES: dict[str, tuple[str, ...]] = {f.name: f.vision_prefixes for f in FAMILIES.values()}
 
-#: The families whose tower this package can run itself (:mod:`vlm_tutorial.qwen_tower`).
+#: The families whose tower this package can run itself (:mod:`vlm_bench.qwen_tower`).
 FAST_TOWER_FAMILIES = frozenset({QWEN2_5_VL.name})
 
 #: Values accepted by ``attn``: ``fast``, ``cudnn`` and ``varlen`` are the
 #: Qwen2.5-VL fast tower's attention ``sdpa``, ``cudnn`` and ``varlen``
-#: (:mod:`vlm_tutorial.qwen_tower`).
+#: (:mod:`vlm_bench.qwen_tower`).
 ATTN_MODES = ("auto", "fast", "cudnn", "varlen", "reference")
 _FAST_ATTENTION = {"fast": "sdpa", "cudnn": "cudnn", "varlen": "varlen"}
 

@@ -1,6 +1,6 @@
 """Sphinx extension: render the executed notebooks and say what produced their outputs.
 
-The notebooks are committed without outputs. ``python -m vlm_tutorial.run_notebooks``
+The notebooks are committed without outputs. ``python -m tools.run_notebooks``
 (papermill, the project's main job) writes executed copies into ``build/notebooks/``;
 this extension copies them into ``docs/notebooks/`` (generated, ignored by git) when
 Sphinx starts, writes ``docs/notebooks/index.md`` with one row per notebook, and
@@ -93,7 +93,7 @@ def provenance_note(info: dict[str, str]) -> str:
         f"- Engine: **{_escape(info['engine'])}**\n"
         f"- Model: **{_escape(info['model'])}**\n\n"
         "They were produced by executing this notebook with papermill "
-        f"(`python -m vlm_tutorial.run_notebooks`).{took}\n"
+        f"(`python -m tools.run_notebooks`).{took}\n"
         ":::\n"
     )
 
@@ -165,8 +165,8 @@ def stage_notebooks(app: Sphinx, config: Config) -> None:
     source = _source_dir(config, confdir)
     executed = sorted(source.glob("*.ipynb")) if source.is_dir() else []
     run_them = (
-        f"Run `python -m vlm_tutorial.run_notebooks --out {source}` first (or "
-        f"`python scripts/build_docs.py`, which does), or point {ENV_VAR} at a folder "
+        f"Run `python -m tools.run_notebooks --out {source}` first (or "
+        f"`python tools/build_docs.py`, which does), or point {ENV_VAR} at a folder "
         "of executed notebooks."
     )
     # Render exactly the tutorial's notebooks: every one of them, and no leftover copy.
@@ -235,7 +235,7 @@ def notebooks_index(cpu: list[Path], gpu: list[Path], gpu_dir: str) -> str:
         "# Notebooks",
         "",
         "Each notebook is rendered with the outputs of a real run. The notebooks are committed",
-        "without outputs; `python -m vlm_tutorial.run_notebooks` executes them with papermill",
+        "without outputs; `python -m tools.run_notebooks` executes them with papermill",
         "(tiny random-weight models on the CPU by default) and the docs show those executed copies.",
     ]
     if gpu:
@@ -278,7 +278,7 @@ def inject_provenance(app: Sphinx, docname: str, source: list[str]) -> None:
         logger.warning(
             f"notebook {docname} does not say which engine and model produced its outputs: "
             f'expected metadata["{METADATA_KEY}"] with "engine" and "model" (written by '
-            "python -m vlm_tutorial.run_notebooks) or printed 'Engine: ...' and 'Model: ...' lines",
+            "python -m tools.run_notebooks) or printed 'Engine: ...' and 'Model: ...' lines",
             location=docname,
             type="vlm_notebooks",
             subtype="provenance",

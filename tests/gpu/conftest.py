@@ -1,4 +1,4 @@
-"""Fixtures of the GPU tests: ``pytest -m gpu tests/gpu`` (what ``scripts/gpu-check`` runs).
+"""Fixtures of the GPU tests: ``pytest -m gpu tests/gpu`` (what ``tools/gpu_check.py`` runs).
 
 Every test here carries the ``gpu`` marker. Where there is no CUDA GPU or no
 sglang, the tests are still collected and each is skipped with the reason,
@@ -13,7 +13,7 @@ embedding. Machine settings (the trimmed kit's attention backends) come from
 
 Measurements: tests put what they measure into the ``gpu_record`` dict; at
 the end of the session it is written as JSON to the file named by
-``VLM_TUTORIAL_GPU_RECORD`` (``scripts/gpu-check`` merges it into
+``VLM_TUTORIAL_GPU_RECORD`` (``tools/gpu_check.py`` merges it into
 ``docs/gpu/results.json``).
 """
 
@@ -54,7 +54,7 @@ _RECORD: dict[str, Any] = {}
 
 def gpu_skip_reason() -> str | None:
     """Why the GPU tests cannot run here (None if they can), without importing sglang."""
-    from vlm_tutorial.engines import sglang_unavailable_reason
+    from vlm_tutorial.settings import sglang_unavailable_reason
 
     reason = sglang_unavailable_reason()
     if reason is None:
@@ -168,7 +168,8 @@ def sglang_engine(
     After shutdown, every SGLang process started with it must exit within 60 s
     (else the teardown fails, naming them).
     """
-    from vlm_tutorial.engines import merge_engine_args, open_engine
+    from vlm_tutorial.settings import merge_engine_args
+    from vlm_bench.engines import open_engine
 
     args = merge_engine_args(model_path, COMPARE_ENGINE_ARGS)
     since = time.time()

@@ -66,7 +66,7 @@ def model_path_for(family: str, preset: str = "tiny") -> str:
         >>> model_path_for("llama4").endswith("tiny")  # doctest: +SKIP
     """
     from vlm_tutorial.families import get_family
-    from vlm_tutorial.tiny import tiny_model_path
+    from vlm_tutorial.offline.tiny import tiny_model_path
 
     if use_real_models() and preset == "tiny":
         return get_family(family).real_model_id
@@ -75,7 +75,7 @@ def model_path_for(family: str, preset: str = "tiny") -> str:
 
 def sample_images() -> list[Any]:
     """Two different pictures of different sizes: the example (448x336) and a second (256x192)."""
-    from vlm_tutorial import toys
+    from vlm_tutorial.offline import toys
     from vlm_tutorial.images import example_image
 
     return [example_image(), toys.draw(SECOND_PICTURE, size=(256, 192))]
@@ -88,7 +88,7 @@ def expected_answer(*descriptions: str) -> str:
         >>> expected_answer("a red circle", "a yellow triangle")
         'a red circle; a yellow triangle'
     """
-    from vlm_tutorial.tiny.training import PAIR_SEPARATOR
+    from vlm_tutorial.offline.tiny.training import PAIR_SEPARATOR
 
     return PAIR_SEPARATOR.join(descriptions)
 
@@ -114,7 +114,7 @@ def build_format_requests(
         >>> sorted(reqs)                                                      # doctest: +SKIP
         ['precomputed_embedding', 'processor_output', 'raw']
     """
-    from vlm_tutorial.requests import (
+    from vlm_bench.requests import (
         precomputed_embedding_request,
         processor_output_request,
         raw_request,

@@ -29,7 +29,7 @@ def test_no_sglang_process_left_after_body_raises(family_name: str) -> None:
     import torch
     from transformers import AutoProcessor
 
-    from vlm_tutorial.engines import open_engine
+    from vlm_bench.engines import open_engine
     from vlm_tutorial.images import example_image
     from vlm_tutorial.prompts import build_prompt
 
@@ -70,7 +70,7 @@ def test_rerunning_the_notebooks_engine_cell_shuts_the_first_engine_down(noteboo
     import nbformat
     import torch
 
-    from vlm_tutorial.notebook import notebook_settings
+    from vlm_tutorial.settings import notebook_settings
 
     path = Path(__file__).resolve().parents[2] / "notebooks" / notebook
     cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]

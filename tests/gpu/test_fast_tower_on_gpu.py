@@ -2,7 +2,7 @@
 
 Qwen2.5-VL-3B's real vision tower (32 blocks of width 1280, 16 heads of 80)
 with random weights, in bfloat16: every variant of
-:class:`vlm_tutorial.qwen_tower.QwenTower` (batched SDPA or one varlen call
+:class:`vlm_bench.qwen_tower.QwenTower` (batched SDPA or one varlen call
 per block; SDPA's default or cuDNN backend; eager or compiled) must be no further from transformers' float32
 tower than transformers' own bfloat16 tower is, on two images of different
 sizes in one call (edge windows of several lengths). Whether a variant gives
@@ -36,7 +36,7 @@ def towers() -> dict[str, Any]:
         Qwen2_5_VisionTransformerPretrainedModel,
     )
 
-    from vlm_tutorial.bench.realscale import real_config
+    from vlm_bench.realscale import real_config
 
     torch.manual_seed(0)
     config = real_config("qwen2_5_vl").vision_config
@@ -82,7 +82,7 @@ def test_fast_tower_within_bfloat16_rounding_of_transformers(
 ) -> None:
     import torch
 
-    from vlm_tutorial.qwen_tower import QwenTower
+    from vlm_bench.qwen_tower import QwenTower
 
     truth, bf16_reference = references["fp32"], references["bf16"]
     runner = QwenTower(towers["bf16"], attention=attention, compile=compiled)
@@ -112,7 +112,7 @@ def test_encoder_options_on_the_tiny_checkpoint(attention: str, compiled: bool) 
 
     from vlm_tutorial.images import example_image
     from vlm_tutorial.prompts import build_prompt
-    from vlm_tutorial.tiny import tiny_model_path
+    from vlm_tutorial.offline.tiny import tiny_model_path
     from vlm_tutorial.vision import load_vision_encoder
 
     path = tiny_model_path("qwen2_5_vl")

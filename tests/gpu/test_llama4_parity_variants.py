@@ -1,6 +1,6 @@
 """Opt-in diagnostics: which Llama 4 feature makes SGLang part from the transformers reference?
 
-Runs only with ``VLM_TUTORIAL_GPU_PARITY_VARIANTS=1`` (``scripts/gpu-check
+Runs only with ``VLM_TUTORIAL_GPU_PARITY_VARIANTS=1`` (``tools/gpu_check.py
 --parity-variants``): each variant of the tiny Llama 4 switches one suspect
 off (docs/gpu/README.md, "Llama 4: SGLang vs the reference engine"), and the
 test records how many leading greedy tokens SGLang and the float32 reference
@@ -48,12 +48,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 def test_llama4_variant_parity(variant: str, tmp_path: Path, gpu_record: dict[str, Any]) -> None:
     from transformers import AutoProcessor
 
-    from vlm_tutorial.engines import open_engine
+    from vlm_bench.engines import open_engine
     from vlm_tutorial.images import example_image
     from vlm_tutorial.prompts import build_prompt
-    from vlm_tutorial.reference import ReferenceEngine
-    from vlm_tutorial.tiny import build_tiny_model
-    from vlm_tutorial.tiny.presets import PRESETS
+    from vlm_tutorial.offline.reference import ReferenceEngine
+    from vlm_tutorial.offline.tiny import build_tiny_model
+    from vlm_tutorial.offline.tiny.presets import PRESETS
 
     name = f"parity-{variant}"
     spec = copy.deepcopy(PRESETS["llama4"]["tiny"])

@@ -63,7 +63,7 @@ def tp_requests(tp_model: str) -> dict[str, dict[str, Any]]:
 def _run(
     model: str, requests: dict[str, Any], tp_size: int
 ) -> tuple[dict[str, Any], list[str], list[Any]]:
-    from vlm_tutorial.engines import open_engine
+    from vlm_bench.engines import open_engine
 
     since = time.time()
     with open_engine(model, backend="sglang", tp_size=tp_size, **COMPARE_ENGINE_ARGS) as engine:

@@ -84,7 +84,7 @@ def test_first_and_warm_latency_per_format(
     not asserted; the warm repeats run the same kernels on the same input and
     must give the same tokens.
     """
-    from vlm_tutorial.requests import precomputed_embedding_request
+    from vlm_bench.requests import precomputed_embedding_request
 
     engine = sglang_engine.engine
     record: dict[str, Any] = {
@@ -218,7 +218,7 @@ def test_multi_image_request_per_format(
     counts); ``mixed_size``: the second at 256x192 (fewer image tokens; for Llama 4, 1 tile of
     336 px against the example's 2 plus a global view).
     """
-    from vlm_tutorial import toys
+    from vlm_tutorial.offline import toys
     from vlm_tutorial.families import get_family
     from vlm_tutorial.images import EXAMPLE_DESCRIPTION
     from vlm_tutorial.prompts import build_prompt
@@ -274,7 +274,7 @@ def test_sglang_matches_reference_engine(
     """
     if use_real_models():
         pytest.skip("the reference comparison runs on the tiny checkpoints only")
-    from vlm_tutorial.reference import ReferenceEngine
+    from vlm_tutorial.offline.reference import ReferenceEngine
 
     image = images[0]
     engine = sglang_engine.engine

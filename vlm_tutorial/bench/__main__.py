@@ -1,8 +1,0 @@
-"""``python -m vlm_tutorial.bench``: run the format benchmark (see ``--help``)."""
-
-import sys
-
-from .cli import main
-
-if __name__ == "__main__":
-    sys.exit(main())

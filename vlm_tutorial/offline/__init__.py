@@ -1,0 +1,11 @@
+"""The CPU stand-in for machines without a GPU: a transformers reference engine, tiny models, toy pictures.
+
+Nothing in the core package imports this at module level; the settings reach it
+only when no GPU engine can run.
+
+Example:
+    >>> from vlm_tutorial.offline import ReferenceEngine  # doctest: +SKIP
+"""
+
+# TODO(redesign): `from .reference import ReferenceEngine` once images.py no longer imports toys.
+__all__: list[str] = []
