@@ -1,5 +1,6 @@
 # vlm-tutorial: the main job, the tests, the docs.
-# Every target installs what it needs into .venv first (CPU build of the stack).
+# Every target installs what it needs into .venv first: torch 2.14.1 from PyPI (the CUDA build,
+# which also runs on a CPU), transformers 5.12.1 and the test and docs tools.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test,docs]"
 	touch $(STAMP)
 
-## install: create .venv with torch (CPU use), transformers 5.12.1 and the test/docs tools
+## install: create .venv with torch, transformers 5.12.1 and the test/docs tools
 install: $(STAMP)
 
 ## notebooks: the main job: execute every notebook (tiny offline models) into build/notebooks/

@@ -1,4 +1,10 @@
-"""Shared fixtures: the tiny offline checkpoints, built once per test session."""
+"""Shared fixtures and the GPU tests' command-line options.
+
+Options (they replace environment switches; ``tools/gpu_check.py`` passes them):
+``--gpu-real`` (the GPU tests load the real model ids, not the tiny models),
+``--gpu-record FILE`` (write what the GPU tests measured there, as JSON) and
+``--run-diagnostics`` (also run the tests marked ``diagnostics``, opt-in investigations).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,23 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 FAMILY_NAMES = ("qwen2_5_vl", "llama4")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vlm-tutorial GPU tests")
+    group.addoption(
+        "--gpu-real", action="store_true", help="GPU tests: the real model ids, not tiny models"
+    )
+    group.addoption("--gpu-record", metavar="FILE", help="GPU tests: write the measurements here")
+    group.addoption(
+        "--run-diagnostics", action="store_true", help="also run tests marked diagnostics"
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "diagnostics: an opt-in investigation, run with --run-diagnostics"
+    )
 
 
 @pytest.fixture(scope="session")

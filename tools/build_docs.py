@@ -17,7 +17,7 @@ redrawn first (``tools/draw_diagram.py``) only if ``formats.dot`` changed, which
 needs Graphviz's ``dot``; nothing else here needs a system tool.
 
 Usage:
-    python tools/build_docs.py [--notebooks auto|run|reuse] [--out DIR]
+    python -m tools.build_docs [--notebooks auto|run|reuse] [--out DIR]
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ DOCS = ROOT / "docs"
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "build" / "notebooks"
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_links import check_site  # noqa: E402
-from draw_diagram import ensure_current  # noqa: E402
+if not __package__:  # run as a file (python tools/build_docs.py), not as python -m tools.build_docs
+    sys.path.insert(0, str(ROOT))
+from tools.check_links import check_site  # noqa: E402
+from tools.draw_diagram import ensure_current  # noqa: E402
 
 
 def stale_notebooks(sources: list[Path], executed_dir: Path, package: Path) -> list[str]:
@@ -66,7 +67,7 @@ def run_notebooks(executed_dir: Path, runner_args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--notebooks",
         choices=["auto", "run", "reuse"],

@@ -33,7 +33,9 @@ SVG = DOT.with_suffix(".svg")
 DOT_ARGS = ["-Gfontname=DejaVu Sans", "-Nfontname=DejaVu Sans", "-Efontname=DejaVu Sans"]
 
 _MARK = "<!-- drawn by tools/draw_diagram.py from {name}, sha256 {digest} -->"
-_MARK_RE = re.compile(r"<!-- drawn by scripts/draw_diagram\.py from \S+, sha256 ([0-9a-f]{64}) -->")
+_MARK_RE = re.compile(
+    r"<!-- drawn by (?:tools|scripts)/draw_diagram\.py from \S+, sha256 ([0-9a-f]{64}) -->"
+)
 
 
 def source_hash(dot: Path) -> str:

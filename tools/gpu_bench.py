@@ -1,96 +1,79 @@
-#!/bin/sh
-# A Python 3.10+ script; this preamble lets `bash tools/gpu_bench.py`, `sh ...`, `python3 ...`
-# and `./tools/gpu_bench.py` all run it ($PYTHON picks the interpreter, default python3).
-# fmt: off
-"true" '''\'
-exec "${PYTHON:-python3}" "$0" "$@"
-'''
-# fmt: on
+"""The benchmark's GPU measurements, planned to fit device calls of at most 600 s each.
+
+Steps run in order, each a child process under one deadline (``--timeout``); a step whose
+estimated duration no longer fits is skipped and logged (a benchmark killed at the deadline would
+write nothing), so the call always ends with its results copied to ``--out-dir``. Steps:
+
+  warm-jit                   in the background: build flashinfer's norm module (nvcc, about a
+                             minute on a fresh box), which SGLang's first request needs
+  probe-encoder:FAMILY       python -m vlm_bench.probe --parts encoder: every client encoder
+                             against transformers' tower, on the same real-scale weights
+  probe-processor            python -m vlm_bench.probe --parts processor (both families)
+  bench:FAMILY:CASES         python -m vlm_bench --backend sglang --cases CASES at real scale,
+                             with the probe's fastest client encoder (the goal rows), --merge
+                             into docs/benchmarks/<gpu>/FAMILY/
+  bench:FAMILY:CASES:ENC     the same with client encoder ENC, into FAMILY-ENC/ (e.g.
+                             ENC=transformers: the notebooks' path, beside the goal rows)
+
+``--call 1`` to ``4`` are the planned calls (in that order: a probe picks the client encoder of
+the later benchmarks); ``--steps`` gives any list. Results stay on the device between
+calls only if the checkout keeps them: unpack each call's archive into the checkout first.
+
+``--kit DIR`` installs the wheel kit of tools/make_gpu_kit (offline, into ``--kit-target``) and
+exports the engine arguments only the trimmed kit needs, from tools/gpu_engine_args.json, as
+VLM_TUTORIAL_ENGINE_ARGS (a value already in the environment wins). The memory fraction is not
+among them: the benchmark derives it from the GPU and the model.
+
+Examples:
+  python tools/gpu_bench.py --kit .gpu-kit --call 1 --timeout 570 --out-dir "$OUT"
+  python tools/gpu_bench.py --call 2 --dry-run
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.machinery
-import importlib.util
+import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import tarfile
+import threading
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-HELP = """gpu-bench: the benchmark's GPU measurements in one device call of at most 600 s.
-
-Steps run in order, each a child process under one deadline (--timeout); a step whose estimated
-duration no longer fits is skipped and logged (a benchmark killed at the deadline would write
-nothing), so the call always ends with its results copied to --out-dir. Steps:
-
-  warm-jit                  in the background: build flashinfer's norm module (nvcc, about a
-                            minute on a fresh box), which SGLang's first request needs
-  probe-encoder:FAMILY      python -m vlm_bench.probe --parts encoder (encoder variants
-                            against transformers' tower, same random real-scale weights)
-  probe-processor           python -m vlm_bench.probe --parts processor (both families;
-                            CPU and GPU; idle and beside busy processes); waits for warm-jit
-  bench:FAMILY:CASES        python -m vlm_bench --backend sglang --cases CASES at real
-                            scale, --merge into docs/benchmarks/<gpu>/FAMILY/; Qwen2.5-VL's client
-                            encoder is the probe's fastest variant within rounding
-  test-tower                pytest -m gpu tests/gpu/test_fast_tower_on_gpu.py (every fast-tower variant
-                            against transformers' float32 tower at bfloat16 rounding)
-
---call 1 (the default) and --call 2 are the two planned calls; --steps gives any list.
-
-The kit (--kit) is installed and its engine arguments exported as tools/gpu_check.py does
-(tools/gpu_engine_args.json, overridden by VLM_TUTORIAL_ENGINE_ARGS from the environment).
-
-Examples:
-  VLM_TUTORIAL_ENGINE_ARGS='{"disable_cuda_graph": false}' \\
-      tools/gpu_bench.py --kit .gpu-kit --call 1 --timeout 570 --out-dir "$OUT"
-  tools/gpu_bench.py --kit .gpu-kit --call 2 --dry-run
-"""
-
 REPO = Path(__file__).resolve().parent.parent
-GPU_CHECK = REPO / "scripts" / "gpu-check"
 BUILD = REPO / "build" / "gpu"
+ENGINE_ARGS_FILE = REPO / "tools" / "gpu_engine_args.json"
+DEFAULT_KIT_TARGET = Path("/tmp/vlm-gpu-kit")
 FAMILIES = ("qwen2_5_vl", "llama4")
 BENCH_CASES = ("formats", "reuse", "limit")
-
-#: The two planned device calls; call 1 holds what the issue's goals need first.
+#: The planned device calls, each within 570 s once the kit is installed (warm-jit goes first).
 CALLS: dict[str, list[str]] = {
-    "1": [
-        "warm-jit",
-        "probe-encoder:qwen2_5_vl",
-        "probe-processor",
-        "bench:qwen2_5_vl:formats,limit",
-        "bench:llama4:formats,limit",
-    ],
-    "2": [
-        "warm-jit",
-        "bench:qwen2_5_vl:reuse",
-        "bench:llama4:reuse",
-        "probe-encoder:llama4",
-        "test-tower",
-    ],
+    "1": ["probe-encoder:qwen2_5_vl", "bench:qwen2_5_vl:formats,limit", "probe-encoder:llama4"],
+    "2": ["bench:llama4:formats,limit", "bench:qwen2_5_vl:formats,limit:transformers"],
+    "3": ["bench:qwen2_5_vl:reuse", "bench:llama4:reuse"],
+    "4": ["bench:llama4:formats,limit:transformers", "probe-processor"],
 }
 
-#: Seconds each step is expected to take on an H200 (from the 2026-12-01 run: engine start about
-#: 39 s, first request on a fresh box about 98 s with the flashinfer build; see docs/benchmarks).
+#: Seconds each step is expected to take (H200 run of 2026-12-01; reuse starts three engines,
+#: one per SGLang cache setting); a bench step with a named client encoder takes 30 s more.
 ESTIMATES: dict[str, float] = {
-    "probe-encoder:qwen2_5_vl": 140,
+    "probe-encoder:qwen2_5_vl": 165,
     "probe-encoder:llama4": 100,
-    "probe-processor": 50,
-    "bench:qwen2_5_vl:formats,limit": 170,
-    "bench:llama4:formats,limit": 190,
-    "bench:qwen2_5_vl:reuse": 160,
-    "bench:llama4:reuse": 190,
-    "test-tower": 90,
+    "probe-processor": 95,
+    "bench:qwen2_5_vl:formats,limit": 205,
+    "bench:llama4:formats,limit": 220,
+    "bench:qwen2_5_vl:reuse": 250,
+    "bench:llama4:reuse": 290,
 }
-DEFAULT_ESTIMATE = 120.0
+DEFAULT_ESTIMATE = 200.0
 
 #: The benchmark's settings in these runs: medians of 3 repeats after one warm-up run.
 BENCH_ARGS = ["--repeats", "3", "--warmup", "1", "--no-progress"]
@@ -110,55 +93,67 @@ torch.cuda.synchronize()
 print(f"warm-jit: flashinfer norm ready in {time.perf_counter() - start:.1f} s", flush=True)
 """
 
+GPU_NAME = "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+
 
 def log(message: str) -> None:
     print(f"[gpu-bench {dt.datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def load_gpu_check() -> ModuleType:
-    """tools/gpu_check.py as a module: its kit installer, environment and runner."""
-    loader = importlib.machinery.SourceFileLoader("gpu_check", str(GPU_CHECK))
-    spec = importlib.util.spec_from_loader("gpu_check", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module
-    loader.exec_module(module)
-    return module
-
-
 def slug(name: str) -> str:
-    """The benchmark's folder name for a device name (as ``vlm_bench.cli.device_info``)."""
+    """The benchmark's folder name for a device name (as ``vlm_bench.cli.device_info``).
+
+    Example:
+        >>> slug("NVIDIA H100 80GB HBM3")
+        'nvidia-h100-80gb-hbm3'
+    """
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def parse_step(step: str) -> tuple[str, list[str]]:
-    """``("bench", ["llama4", "formats,limit"])`` for ``bench:llama4:formats,limit``; checks names."""
+    """``("bench", ["llama4", "formats,limit"])`` for ``bench:llama4:formats,limit``; checks names.
+
+    Example:
+        >>> parse_step("bench:qwen2_5_vl:reuse:transformers")
+        ('bench', ['qwen2_5_vl', 'reuse', 'transformers'])
+    """
     kind, *rest = step.split(":")
-    if kind in ("warm-jit", "probe-processor", "test-tower") and not rest:
-        return kind, []
-    if kind == "probe-encoder" and len(rest) == 1 and rest[0] in FAMILIES:
-        return kind, rest
-    if kind == "bench" and len(rest) == 2 and rest[0] in FAMILIES:
-        cases = rest[1].split(",")
-        if cases and all(c in BENCH_CASES for c in cases):
-            return kind, rest
-    raise SystemExit(
-        f"unknown step {step!r}; use warm-jit, probe-encoder:FAMILY, probe-processor, "
-        f"bench:FAMILY:CASES (CASES from {','.join(BENCH_CASES)}) or test-tower, with FAMILY in "
-        f"{FAMILIES}"
-    )
+    valid = {
+        "warm-jit": not rest,
+        "probe-processor": not rest,
+        "probe-encoder": len(rest) == 1 and rest[0] in FAMILIES,
+        # ENCODER: the benchmark checks it
+        "bench": len(rest) in (2, 3)
+        and rest[0] in FAMILIES
+        and all(c in BENCH_CASES for c in rest[1].split(",")),
+    }
+    if not valid.get(kind):
+        raise SystemExit(
+            f"unknown step {step!r}; use warm-jit, probe-encoder:FAMILY, probe-processor or "
+            f"bench:FAMILY:CASES[:ENCODER], with FAMILY in {FAMILIES} and CASES from "
+            f"{','.join(BENCH_CASES)}"
+        )
+    return kind, rest
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docs)."""
+    head, examples = (__doc__ or "").split("\n\nExamples:\n", 1)
     parser = argparse.ArgumentParser(
-        prog="tools/gpu_bench.py",
-        description="The benchmark's GPU measurements in one device call.",
+        prog="python tools/gpu_bench.py",
+        description=head,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=HELP.split("\n\n", 1)[1],
+        epilog="examples:\n" + examples,
     )
     parser.add_argument("--call", choices=sorted(CALLS), default="1", help="the planned call")
     parser.add_argument("--steps", nargs="+", metavar="STEP", help="these steps instead")
-    parser.add_argument("--kit", metavar="DIR", default=os.environ.get("VLM_TUTORIAL_GPU_KIT"))
+    parser.add_argument("--kit", type=Path, metavar="DIR", help="install this wheel kit first")
+    parser.add_argument(
+        "--kit-target",
+        type=Path,
+        default=DEFAULT_KIT_TARGET,
+        help=f"where --kit installs (default {DEFAULT_KIT_TARGET})",
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -168,67 +163,141 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, help="copy the results and the log here ($OUT)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     args = parser.parse_args(argv)
-    args.steps = args.steps or CALLS[args.call]
+    args.steps = args.steps or ["warm-jit", *CALLS[args.call]]
     for step in args.steps:
         parse_step(step)
     return args
 
 
-def step_command(
-    step: str, python: str, device_slug: str, encoder_options: dict[str, list[str]]
-) -> list[str]:
-    """The child command of ``step`` (not for warm-jit, which runs in the background)."""
+def install_kit(kit: Path, target: Path, python: str) -> None:
+    """Install the kit's wheels into ``target`` (offline), once per kit: a stamp holds its hash."""
+    groups = {sub: sorted((kit / sub).glob("*.whl")) for sub in ("whl", "whl-nb", "whl-tf")}
+    if not any(groups.values()):
+        raise SystemExit(f"--kit {kit}: no wheels in whl/ or whl-tf/; build the kit first")
+    names = [f"{w.name}:{w.stat().st_size}" for wheels in groups.values() for w in wheels]
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    stamp = target / "installed.stamp"
+    if stamp.is_file() and stamp.read_text().strip() == digest:
+        log(f"kit already installed in {target}")
+        return
+    start = time.perf_counter()
+    shutil.rmtree(target, ignore_errors=True)
+    pip = [python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
+    for sub, wheels in groups.items():
+        dest = target / ("site_tf" if sub == "whl-tf" else "site")
+        if wheels:
+            subprocess.run([*pip, "--target", str(dest), *map(str, wheels)], check=True)
+    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", str(target)], check=False)
+    stamp.write_text(digest + "\n")
+    log(f"kit installed in {target} in {time.perf_counter() - start:.0f} s")
+
+
+def build_env(kit_target: Path | None) -> dict[str, str]:
+    """The children's environment: the kit on the path and its engine arguments, if a kit."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    paths = [str(REPO)]
+    if kit_target is not None:
+        paths = [str(kit_target / "site_tf"), str(kit_target / "site"), str(REPO)]
+        env["PATH"] = f"{kit_target / 'site' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        engine_args = json.loads(ENGINE_ARGS_FILE.read_text())
+        engine_args.update(json.loads(env.get("VLM_TUTORIAL_ENGINE_ARGS") or "{}"))
+        env["VLM_TUTORIAL_ENGINE_ARGS"] = json.dumps(engine_args)
+    env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("VLM_TUTORIAL_CACHE", "/tmp/vlm-tutorial-cache")
+    return env
+
+
+def estimate(step: str) -> float:
+    """Expected seconds of ``step`` (see :data:`ESTIMATES`).
+
+    Example:
+        >>> estimate("bench:qwen2_5_vl:formats,limit:transformers")
+        235
+    """
+    base = ESTIMATES.get(":".join(step.split(":")[:3]), DEFAULT_ESTIMATE)
+    return base + (30 if step.count(":") == 3 else 0)
+
+
+def bench_out(device_slug: str, family: str, encoder: str | None) -> str:
+    """Where a bench step writes: ``docs/benchmarks/<gpu>/FAMILY[-ENCODER]``.
+
+    Example:
+        >>> bench_out("nvidia-h100-80gb-hbm3", "qwen2_5_vl", "transformers")
+        'docs/benchmarks/nvidia-h100-80gb-hbm3/qwen2_5_vl-transformers'
+    """
+    return f"docs/benchmarks/{device_slug}/{family}" + (f"-{encoder}" if encoder else "")
+
+
+def step_command(step: str, python: str, device_slug: str, best: dict[str, str]) -> list[str]:
+    """The child command of ``step`` (not warm-jit, which runs in the background).
+
+    ``best``: the probe's fastest client encoder per family, for the goal rows.
+    """
     kind, rest = parse_step(step)
-    results = f"docs/benchmarks/{device_slug}"
+    probe = [
+        python,
+        "-m",
+        "vlm_bench.probe",
+        "--out",
+        f"docs/benchmarks/{device_slug}/client-probe",
+    ]
     if kind == "probe-encoder":
-        return [
-            python, "-m", "vlm_bench.probe", "--parts", "encoder",
-            "--families", rest[0], "--repeats", "5", "--warmup", "1", "--cell-seconds", "3",
-            "--out", f"{results}/client-probe", "--merge",
-        ]  # fmt: skip
+        return [*probe, "--parts", "encoder", "--families", rest[0], "--repeats", "5",
+                "--warmup", "1", "--cell-seconds", "3", "--merge"]  # fmt: skip
     if kind == "probe-processor":
-        return [
-            python, "-m", "vlm_bench.probe", "--parts", "processor",
-            "--families", ",".join(FAMILIES), "--busy", "0,2", "--repeats", "3",
-            "--out", f"{results}/client-probe", "--merge",
-        ]  # fmt: skip
-    if kind == "bench":
-        family, cases = rest
-        return [
-            python, "-m", "vlm_bench", "--backend", "sglang", "--family", family,
-            "--cases", cases, *BENCH_ARGS, *encoder_options.get(family, []),
-            "--out", f"{results}/{family}", "--merge",
-        ]  # fmt: skip
-    if kind == "test-tower":
-        return [
-            python, "-m", "pytest", "-m", "gpu", "tests/gpu/test_fast_tower_on_gpu.py", "-v", "-rA",
-            "-p", "no:cacheprovider", f"--junitxml={BUILD / 'tower-junit.xml'}",
-        ]  # fmt: skip
-    raise ValueError(step)
+        return [*probe, "--parts", "processor", "--families", ",".join(FAMILIES),
+                "--busy", "0,2", "--repeats", "3", "--merge"]  # fmt: skip
+    family, cases, *encoder = rest
+    chosen = encoder[0] if encoder else best.get(family)
+    return [
+        python, "-m", "vlm_bench", "--backend", "sglang", "--family", family, "--cases", cases,
+        *BENCH_ARGS, *(["--client-encoder", chosen] if chosen else []),
+        "--out", bench_out(device_slug, family, encoder[0] if encoder else None), "--merge",
+    ]  # fmt: skip
 
 
-def best_encoder_options(python: str, env: dict[str, str], device_slug: str, family: str) -> list[str]:
-    """The probe's fastest encoder within rounding, as benchmark options ([] without a probe)."""
+def best_encoder(python: str, env: dict[str, str], device_slug: str, family: str) -> str | None:
+    """The probe's fastest client encoder within rounding (None without a probe)."""
     probe = REPO / "docs" / "benchmarks" / device_slug / "client-probe" / "probe.json"
     if not probe.is_file():
-        return []
+        return None
     cmd = [python, "-m", "vlm_bench.probe", "--best", str(probe), "--families", family]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    words = proc.stdout.split()
+    if proc.returncode != 0 or words[:1] != ["--client-encoder"]:
         log(f"no encoder choice from {probe}: {proc.stderr.strip()[-300:]}")
-        return []
-    return shlex.split(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else []
+        return None
+    return words[1]
+
+
+def run_step(cmd: list[str], env: dict[str, str], log_file: Any, deadline: float) -> int:
+    """Run ``cmd``, its output to stdout and ``log_file``; killed (rc 124) at the deadline."""
+    log(f"$ {shlex.join(cmd)}")
+    log_file.write(f"\n$ {shlex.join(cmd)}\n")
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        errors="replace", start_new_session=True,
+    )  # fmt: skip
+    # The step and every process it started (SGLang's scheduler, detokenizer) form one group.
+    kill = threading.Timer(deadline - time.monotonic(), os.killpg, (proc.pid, signal.SIGKILL))
+    kill.start()
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        log_file.write(line)
+    log_file.flush()
+    rc = proc.wait()
+    kill.cancel()
+    return 124 if time.monotonic() >= deadline else rc
 
 
 def copy_out(out_dir: Path, device_slug: str, files: list[Path]) -> Path | None:
-    """Put the results folder into one archive in ``out_dir``, beside ``files``.
+    """Archive ``docs/benchmarks/<gpu>/`` into ``out_dir``, beside ``files``.
 
-    A device call brings back at most 8 files, none deeper than two folders: the folder
-    ``docs/benchmarks/<gpu>/<family>/`` goes as ``benchmarks-<gpu>.tar.gz``, with paths
-    relative to the repository (unpack it in the checkout's root).
+    A device call brings back few files, none deep: the folder goes as
+    ``benchmarks-<gpu>.tar.gz`` with paths relative to the repository (unpack it
+    in the checkout's root).
     """
-    import tarfile
-
     out_dir.mkdir(parents=True, exist_ok=True)
     results = REPO / "docs" / "benchmarks" / device_slug
     archive = None
@@ -243,114 +312,104 @@ def copy_out(out_dir: Path, device_slug: str, files: list[Path]) -> Path | None:
     return archive
 
 
+def plan(args: argparse.Namespace) -> dict[str, Any]:
+    """What ``--dry-run`` prints: the steps, their commands and estimates, the engine arguments."""
+    env = build_env(args.kit_target if args.kit else None)
+    steps = [s for s in args.steps if s != "warm-jit"]
+    return {
+        "steps": [
+            {
+                "step": s,
+                "estimate_s": estimate(s),
+                "command": shlex.join(step_command(s, "python", "<gpu>", {})),
+            }
+            for s in steps
+        ],
+        "timeout_s": args.timeout,
+        "engine_args_env": env.get("VLM_TUTORIAL_ENGINE_ARGS"),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    python = sys.executable
-    os.environ.setdefault("VLM_TUTORIAL_CACHE", "/tmp/vlm-tutorial-cache")
-    gpu_check = load_gpu_check()
-    check_args = argparse.Namespace(real=False, parity_variants=False)
     if args.dry_run:
-        env = gpu_check.build_env(check_args, {"target": "/tmp/vlm-gpu-kit"} if args.kit else None)
-        plan = {
-            "steps": [
-                {
-                    "step": s,
-                    "estimate_s": 0 if s == "warm-jit" else ESTIMATES.get(s, DEFAULT_ESTIMATE),
-                    "command": None
-                    if s == "warm-jit"
-                    else shlex.join(step_command(s, "python", "<gpu>", {})),
-                }
-                for s in args.steps
-            ],
-            "estimate_s": sum(ESTIMATES.get(s, DEFAULT_ESTIMATE) for s in args.steps if s != "warm-jit"),
-            "timeout_s": args.timeout,
-            "engine_args_env": env.get("VLM_TUTORIAL_ENGINE_ARGS"),
-            "cache": env.get("VLM_TUTORIAL_CACHE"),
-        }
-        print(json.dumps(plan, indent=2))
+        print(json.dumps(plan(args), indent=2))
         return 0
-
     deadline = time.monotonic() + args.timeout
+    python = sys.executable
     BUILD.mkdir(parents=True, exist_ok=True)
-    log_path = BUILD / "gpu-bench.log"
-    log_path.unlink(missing_ok=True)
-    summary_path = BUILD / "gpu-bench.json"
-    kit_info = gpu_check.install_kit(Path(args.kit).resolve(), python) if args.kit else None
-    env = gpu_check.build_env(check_args, kit_info)
-    environment = gpu_check.probe_environment(python, env)
-    gpu_name = (environment.get("gpu") or {}).get("name")
-    if not environment.get("cuda_available") or not gpu_name:
+    log_path, summary_path, warm_log = (
+        BUILD / "gpu-bench.log",
+        BUILD / "gpu-bench.json",
+        BUILD / "warm-jit.log",
+    )
+    if args.kit:
+        install_kit(args.kit.resolve(), args.kit_target, python)
+    env = build_env(args.kit_target if args.kit else None)
+    name = subprocess.run(
+        [python, "-c", GPU_NAME], env=env, capture_output=True, text=True, cwd=REPO
+    ).stdout.strip()
+    if not name:
         log("no CUDA GPU is visible to torch: nothing to measure")
         return 2
-    device_slug = slug(gpu_name)
-    log(f"GPU {gpu_name}; engine arguments {env.get('VLM_TUTORIAL_ENGINE_ARGS')}")
-    runner = gpu_check.Runner(env, log_path, deadline)
+    device_slug = slug(name)
+    log(f"GPU {name}; engine arguments {env.get('VLM_TUTORIAL_ENGINE_ARGS')}")
     summary: dict[str, Any] = {
-        "command": shlex.join(["tools/gpu_bench.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(["python", "tools/gpu_bench.py", *sys.argv[1:]]),
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "environment": environment,
+        "gpu": name,
+        "engine_args_env": env.get("VLM_TUTORIAL_ENGINE_ARGS"),
         "steps": [],
     }
-    warm: subprocess.Popen[str] | None = None
-    warm_log = BUILD / "warm-jit.log"
-    encoder_options: dict[str, list[str]] = {}
+    warm: subprocess.Popen[bytes] | None = None
+    best: dict[str, str] = {}
     failures = []
-    try:
-        for step in args.steps:
-            kind, rest = parse_step(step)
-            entry: dict[str, Any] = {"step": step}
-            summary["steps"].append(entry)
-            if kind == "warm-jit":
-                with warm_log.open("w") as out:
-                    warm = subprocess.Popen(
-                        [python, "-c", WARM_JIT], cwd=REPO, env=env, stdout=out,
-                        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                    )  # fmt: skip
-                entry["started_in_background"] = True
-                log("warm-jit: started in the background")
-                continue
-            if kind == "probe-processor" and warm is not None and warm.poll() is None:
-                log("probe-processor: waiting (at most 90 s) for warm-jit to leave the CPU")
-                try:
-                    warm.wait(timeout=90)
-                except subprocess.TimeoutExpired:
-                    log("warm-jit still running: measuring beside it")
-            left = deadline - time.monotonic()
-            estimate = ESTIMATES.get(step, DEFAULT_ESTIMATE)
-            if left < estimate:  # a step killed at the deadline writes nothing: skip it whole
-                entry["skipped"] = f"{left:.0f} s left, estimate {estimate:.0f} s"
-                log(f"{step}: skipped ({entry['skipped']})")
-                continue
-            if kind == "bench" and rest[0] == "qwen2_5_vl" and "qwen2_5_vl" not in encoder_options:
-                encoder_options["qwen2_5_vl"] = best_encoder_options(
-                    python, env, device_slug, "qwen2_5_vl"
-                )
-                log(f"qwen2_5_vl client encoder: {encoder_options['qwen2_5_vl'] or 'default'}")
-            cmd = step_command(step, python, device_slug, encoder_options)
-            extra = {}
-            if kind == "test-tower":
-                extra["VLM_TUTORIAL_GPU_RECORD"] = str(BUILD / "tower-record.json")
-            rc, seconds = runner.run(cmd, extra_env=extra)
-            entry.update(command=shlex.join(cmd), rc=rc, seconds=round(seconds, 1))
-            log(f"{step}: rc {rc} in {seconds:.0f} s")
-            if rc != 0:
-                failures.append(step)
-            summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    finally:
-        if warm is not None:
-            if warm.poll() is None:
-                try:
-                    warm.wait(timeout=max(1.0, min(30.0, deadline - time.monotonic())))
-                except subprocess.TimeoutExpired:
+    with log_path.open("w") as log_file:
+        try:
+            for step in args.steps:
+                kind, rest = parse_step(step)
+                entry: dict[str, Any] = {"step": step}
+                summary["steps"].append(entry)
+                if kind == "warm-jit":
+                    with warm_log.open("w") as out:
+                        warm = subprocess.Popen(
+                            [python, "-c", WARM_JIT], cwd=REPO, env=env, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                        )  # fmt: skip
+                    continue
+                left, expected = deadline - time.monotonic(), estimate(step)
+                if left < expected:  # a step killed at the deadline would write nothing
+                    entry["skipped"] = f"{left:.0f} s left, estimate {expected:.0f} s"
+                    log(f"{step}: skipped ({entry['skipped']})")
+                    continue
+                if kind == "bench" and rest[0] not in best:
+                    found = best_encoder(python, env, device_slug, rest[0])
+                    if found:
+                        best[rest[0]] = found
+                    log(f"{rest[0]} client encoder for the goal rows: {found or 'the default'}")
+                if kind == "bench" and rest[2:] and rest[2] == best.get(rest[0]):
+                    entry["skipped"] = "the goal rows already use this client encoder"
+                    log(f"{step}: skipped ({entry['skipped']})")
+                    continue
+                cmd = step_command(step, python, device_slug, best)
+                start = time.perf_counter()
+                rc = run_step(cmd, env, log_file, deadline)
+                seconds = round(time.perf_counter() - start, 1)
+                entry.update(command=shlex.join(cmd), rc=rc, seconds=seconds)
+                log(f"{step}: rc {rc} in {entry['seconds']:.0f} s")
+                if rc != 0:
+                    failures.append(step)
+                summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        finally:
+            if warm is not None:
+                if warm.poll() is None:
                     warm.kill()
-                    warm.wait(timeout=10)
-            summary["warm_jit"] = {"rc": warm.returncode, "log": warm_log.read_text()[-2000:]}
-        summary["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        if args.out_dir:
-            files = [log_path, summary_path, warm_log]
-            files += [BUILD / "tower-junit.xml", BUILD / "tower-record.json"]
-            copy_out(args.out_dir, device_slug, files)
+                warm.wait()
+                summary["warm_jit"] = {"rc": warm.returncode, "log": warm_log.read_text()[-2000:]}
+            summary["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+            if args.out_dir:
+                copy_out(args.out_dir, device_slug, [log_path, summary_path, warm_log])
     log("done: " + ("every step ran" if not failures else "failed: " + ", ".join(failures)))
     return 1 if failures else 0
 

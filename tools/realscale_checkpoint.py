@@ -14,7 +14,7 @@ scale, where no model hub is reachable:
 ``load_format="dummy"`` runs need), ``--weights none`` only the config,
 processor and tokenizer. ``--text-layers`` keeps fewer decoder layers
 (Llama 4 Scout: 8 of 48 fit one 80 GB GPU). The configuration values and
-where they come from: ``vlm_tutorial/bench/realscale.py``.
+where they come from: ``vlm_bench/realscale.py``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-#!/usr/bin/env python3
 """Render docs/gpu/results.json (written by tools/gpu_check.py) as Markdown: docs/gpu/results.md.
 
-Standard library only, so it runs wherever gpu-check runs. Every number in the
-page comes from the JSON; the page says which command produced it.
+Standard library only, so it runs wherever gpu_check runs. Every number in the
+page comes from the JSON; the page says which command produced it. Commands are
+code spans, so no renderer turns their ``--`` into a dash.
 
 Example:
-    $ python tools/render_gpu_results.py docs/gpu/results.json -o docs/gpu/results.md
+    $ python -m tools.render_gpu_results docs/gpu/results.json -o docs/gpu/results.md
 """
 
 from __future__ import annotations
@@ -72,6 +72,24 @@ def _seconds(value: Any) -> Any:
     return round(value, 3) if isinstance(value, (int, float)) else value
 
 
+def code(text: Any) -> Any:
+    """``text`` as a Markdown code span (a command, engine arguments); None stays None.
+
+    Example:
+        >>> print(code("tools/gpu_check.py --stage tests"))
+        `tools/gpu_check.py --stage tests`
+    """
+    if text is None:
+        return None
+    text = " ".join(str(text).split())
+    fence = "``" if "`" in text else "`"
+    return Raw(f"{fence}{text.replace('|', chr(92) + '|')}{fence}")
+
+
+def _memory_fraction(args: Any) -> Any:
+    return args.get("mem_fraction_static") if isinstance(args, Mapping) else None
+
+
 def _environment(results: Mapping[str, Any]) -> list[str]:
     env = results.get("environment", {})
     gpu = env.get("gpu", {})
@@ -86,10 +104,15 @@ def _environment(results: Mapping[str, Any]) -> list[str]:
     ]
     args = env.get("engine_args_env")
     lines.append(
-        f"- Engine arguments from `VLM_TUTORIAL_ENGINE_ARGS`: `{json.dumps(args)}`"
+        f"- This machine's engine arguments (`VLM_TUTORIAL_ENGINE_ARGS`): `{json.dumps(args)}`"
         if args
-        else "- Engine arguments: SGLang's defaults (no `VLM_TUTORIAL_ENGINE_ARGS`)"
+        else "- This machine's engine arguments: none (no `VLM_TUTORIAL_ENGINE_ARGS`)"
     )
+    for family, merged in (results.get("engine_args") or {}).items():
+        lines.append(
+            f"- {family} engine arguments (the family registry's, then the machine's): "
+            f"`{json.dumps(merged)}`"
+        )
     kit = env.get("kit")
     if kit:
         size = kit.get("total_bytes")
@@ -105,7 +128,7 @@ def _stages(results: Mapping[str, Any]) -> list[str]:
     build = results.get("build", {})
     rows = []
     if build:
-        rows.append(["tiny models", build.get("rc"), _seconds(build.get("seconds")), "", ""])
+        rows.append(["tiny models", build.get("rc"), _seconds(build.get("seconds")), "", "", ""])
     for name, info in stages.items():
         rows.append(
             [
@@ -114,7 +137,7 @@ def _stages(results: Mapping[str, Any]) -> list[str]:
                 _seconds(info.get("seconds")),
                 info.get("started"),
                 (info.get("boot_id") or "")[:8],
-                info.get("command"),
+                code(info.get("command")),
             ]
         )
     lines = table(["stage", "exit status", "seconds", "started", "boot id", "command"], rows)
@@ -145,8 +168,12 @@ def _tests(results: Mapping[str, Any]) -> list[str]:
             *table(
                 ["part", "exit status", "seconds", "outcome"],
                 [
-                    [key, p.get("rc"), _seconds(p.get("seconds")),
-                     ", ".join(f"{v} {k}" for k, v in p.get("summary", {}).items() if v)]
+                    [
+                        code(key),
+                        p.get("rc"),
+                        _seconds(p.get("seconds")),
+                        ", ".join(f"{v} {k}" for k, v in p.get("summary", {}).items() if v),
+                    ]
                     for key, p in parts.items()
                 ],
             ),
@@ -346,6 +373,7 @@ def _notebooks(results: Mapping[str, Any]) -> list[str]:
                 _seconds(nb.get("seconds")),
                 meta.get("engine"),
                 meta.get("model"),
+                _memory_fraction(nb.get("engine_args")),
                 nb.get("copied_to"),
                 f"{val.get('cells', 0) - val.get('failed', 0)}/{val.get('cells')}" if val else None,
                 _seconds(val.get("seconds")) if val else None,
@@ -358,6 +386,7 @@ def _notebooks(results: Mapping[str, Any]) -> list[str]:
             "papermill wall time (s)",
             "engine",
             "model",
+            "mem_fraction_static",
             "executed copy",
             "nbval cells passed",
             "nbval time (s)",
@@ -392,9 +421,15 @@ def render(results: Mapping[str, Any], source: str = "docs/gpu/results.json") ->
         "## Engine starts",
         "",
         *table(
-            ["test module", "family", "model", "seconds"],
+            ["test module", "family", "model", "seconds", "mem_fraction_static"],
             [
-                [e.get("module"), e.get("family"), e.get("model_path"), _seconds(e.get("seconds"))]
+                [
+                    e.get("module"),
+                    e.get("family"),
+                    e.get("model_path"),
+                    _seconds(e.get("seconds")),
+                    _memory_fraction(e.get("engine_args")),
+                ]
                 for e in engines
             ],
         ),
@@ -424,7 +459,7 @@ def render(results: Mapping[str, Any], source: str = "docs/gpu/results.json") ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("results", type=Path, nargs="?", default=Path("docs/gpu/results.json"))
     parser.add_argument("-o", "--output", type=Path, help="default: results.md beside the JSON")
     args = parser.parse_args(argv)

@@ -8,7 +8,12 @@ the command line, device and versions), ``results.md`` and ``results.svg``.
 
 Modules:
 
+* :mod:`~vlm_bench.requests`: the three request builders it times;
+* :mod:`~vlm_bench.engines`: ``open_engine``, SGLang or the CPU reference engine;
 * :mod:`~vlm_bench.cases`: the engine cases (formats, reuse, limit);
+* :mod:`~vlm_bench.prep`: the client's side, and its encoders (``--client-encoder``);
+* :mod:`~vlm_bench.qwen_tower`: the fast Qwen2.5-VL tower on the checkpoint module's weights;
+* :mod:`~vlm_bench.probe`: the client's processor and encoder, part by part;
 * :mod:`~vlm_bench.loading`: vision-only loading against the whole model;
 * :mod:`~vlm_bench.timing`: time to first token and total per backend;
 * :mod:`~vlm_bench.inputs`: image files, equal-length text prompts;
@@ -17,23 +22,7 @@ Modules:
 * :mod:`~vlm_bench.output`: summary, ratios, markdown, figure.
 
 Example:
-    >>> from vlm_bench.stats import summarize
-    >>> summarize([0.1, 0.2, 0.3])["median"]
-    0.2
+    >>> from vlm_bench.cli import main
+    >>> main(["--quick", "--out", "/tmp/bench"])  # doctest: +SKIP
+    0
 """
-
-from __future__ import annotations
-
-__all__ = ["main"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark's command line with ``argv`` (default ``sys.argv[1:]``).
-
-    Example:
-        >>> main(["--quick", "--out", "/tmp/bench"])  # doctest: +SKIP
-        0
-    """
-    from .cli import main as cli_main
-
-    return cli_main(argv)

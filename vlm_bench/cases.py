@@ -7,7 +7,8 @@
 * ``reuse`` (b): one image, K questions asked one after another: raw image
   each time, against an embedding computed once and reused (the question's
   ids are built around the image's ids, so the processor runs once too);
-  with SGLang's radix cache off and on.
+  with SGLang's caches off, the radix cache alone, and both caches at
+  SGLang's defaults (:data:`CACHE_SETTINGS`).
 * ``limit`` (c): a precomputed-embedding request against a text-only request
   with the same number of ids (the least an image can cost once the client
   has done the vision work), and a raw-image request of that length (the
@@ -30,16 +31,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any
 
 from vlm_tutorial.families import PRECOMPUTED_EMBEDDING, ModelFamily
 from vlm_tutorial.images import load_image
 from vlm_tutorial.prompts import build_prompt
-from .requests import run_processor
 from vlm_tutorial.validation import validate_image_data
+
 from .inputs import image_file, question_ids_with_image, text_only_ids
 from .prep import FORMATS, TimedEncoder, prepare
+from .requests import embedding_item, run_processor
 from .timing import batch_request, time_generate
+
+#: SGLang's caches per engine: name -> (radix cache on, vision cache on). ``off``: both off
+#: (every case); ``radix`` and ``default`` (SGLang's defaults: ``SGLANG_VLM_CACHE_SIZE_MB``
+#: unset, radix cache on) run the reuse case only.
+CACHE_SETTINGS: dict[str, tuple[bool, bool]] = {
+    "off": (False, False),
+    "radix": (True, False),
+    "default": (True, True),
+}
 
 #: What each format name means, for the report.
 FORMAT_LABELS = {
@@ -78,12 +89,10 @@ class Context:
     warmup: int
     sync: Callable[[], None] = lambda: None
     progress: Callable[[], None] = lambda: None
-    image_dir: str | None = None
-    radix: bool | None = None
+    #: A key of :data:`CACHE_SETTINGS` (None: an engine without these caches).
+    caches: str | None = None
     #: Extra processor arguments, e.g. ``{"device": "cuda"}`` (the fast image processor on the GPU).
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
-    #: Prepare the requests of a batch together (one encoder call) or one after another.
-    together: bool = True
     records: list[dict[str, Any]] = field(default_factory=list)
     _variant: int = 1000
 
@@ -119,7 +128,7 @@ def _record(
         "case": case,
         "variant": variant,
         "backend": ctx.backend,
-        "radix": ctx.radix,
+        **_cache_keys(ctx),
         **keys,
         "prep": dict(parts),
         "prep_s": prep,
@@ -131,6 +140,11 @@ def _record(
         "completion_tokens": timing.completion_tokens,
         "tokens_ok": all(c == ctx.max_new_tokens for c in timing.completion_tokens),
     }
+
+
+def _cache_keys(ctx: Context) -> dict[str, Any]:
+    radix = None if ctx.caches is None else CACHE_SETTINGS[ctx.caches][0]
+    return {"caches": ctx.caches, "radix": radix}
 
 
 def _add(parts: dict[str, float], more: dict[str, float]) -> None:
@@ -146,7 +160,7 @@ def probe(ctx: Context, side: int) -> dict[str, int]:
         {'image_tokens': 256, 'input_len': 283}
     """
     prompt = build_prompt(ctx.processor, QUESTION, num_images=1)
-    inputs = run_processor(ctx.processor, prompt, [load_image(image_file(side, 0, ctx.image_dir))])
+    inputs = run_processor(ctx.processor, prompt, [load_image(image_file(side, 0))])
     ids = inputs["input_ids"][0].tolist()
     return {
         "image_tokens": sum(1 for i in ids if i == ctx.family.embedding_token_id),
@@ -154,25 +168,15 @@ def probe(ctx: Context, side: int) -> dict[str, int]:
     }
 
 
-@overload
-def _measure_format(
-    ctx: Context, fmt: str, side: int, batch: int, shape: dict[str, int], repeat: int
-) -> dict[str, Any]: ...
-@overload
-def _measure_format(
-    ctx: Context, fmt: str, side: int, batch: int, shape: dict[str, int], repeat: None
-) -> None: ...
 def _measure_format(
     ctx: Context, fmt: str, side: int, batch: int, shape: dict[str, int], repeat: int | None
-) -> dict[str, Any] | None:
-    """One timed call; its record, or None for a warm-up run (``repeat=None``)."""
+) -> dict[str, Any]:
+    """One timed call and its record (``repeat=None``: a warm-up run)."""
     prompt = build_prompt(ctx.processor, QUESTION, num_images=1)
-    paths = [image_file(side, i, ctx.image_dir) for i in range(batch)]
-    requests, parts = prepare(ctx, fmt, paths, prompt, together=ctx.together)
+    paths = [image_file(side, i) for i in range(batch)]
+    requests, parts = prepare(ctx, fmt, paths, prompt)
     call = requests[0] if batch == 1 else batch_request(requests)
     timing = time_generate(ctx.engine, ctx.backend, call, ctx.max_new_tokens)
-    if repeat is None:
-        return None
     return _record(
         ctx, "formats", fmt, parts, timing, side=side, batch=batch, repeat=repeat, **shape
     )
@@ -203,7 +207,7 @@ def run_formats(ctx: Context, sides: list[int], batches: list[int]) -> list[dict
 
 
 def _reuse_raw(ctx: Context, side: int, k: int, variant: int) -> tuple[dict[str, float], list[Any]]:
-    path = image_file(side, variant, ctx.image_dir)
+    path = image_file(side, variant)
     parts: dict[str, float] = {}
     timings = []
     for question in questions(k):
@@ -217,7 +221,7 @@ def _reuse_embedding(
     ctx: Context, side: int, k: int, variant: int
 ) -> tuple[dict[str, float], list[Any]]:
 
-    path = image_file(side, variant, ctx.image_dir)
+    path = image_file(side, variant)
     parts = {"decode_s": 0.0, "processor_s": 0.0, "encoder_s": 0.0, "build_s": 0.0}
     start = time.perf_counter()
     image = load_image(path)
@@ -235,7 +239,7 @@ def _reuse_embedding(
     for question in questions(k):
         start = time.perf_counter()
         ids = question_ids_with_image(ctx.processor, ctx.family, base_prompt, base_ids, question)
-        item = ctx.family.embedding_item(inputs, embedding)
+        item = embedding_item(ctx.family, inputs, embedding)
         validate_image_data([item], input_ids=ids, hidden_size=timed.text_hidden_size)
         parts["build_s"] += time.perf_counter() - start
         request = {"input_ids": ids, "image_data": [item]}
@@ -258,7 +262,7 @@ def _reuse_record(
         "case": "reuse",
         "variant": variant,
         "backend": ctx.backend,
-        "radix": ctx.radix,
+        **_cache_keys(ctx),
         "side": side,
         "k": k,
         "batch": 1,
@@ -279,7 +283,7 @@ def _reuse_record(
 def run_reuse(ctx: Context, side: int, ks: list[int]) -> list[dict[str, Any]]:
     """Case (b): K questions about one image, raw every time vs one embedding reused.
 
-    Every run uses an image no earlier run has sent, so with the radix cache on
+    Every run uses an image no earlier run has sent, so with SGLang's caches on
     only the questions of the same run can share cached work. Each repeat
     visits every (K, variant) cell once.
 
@@ -302,14 +306,6 @@ def run_reuse(ctx: Context, side: int, ks: list[int]) -> list[dict[str, Any]]:
     return out
 
 
-@overload
-def _measure_limit(
-    ctx: Context, variant: str, side: int, text_ids: list[int], shape: dict[str, int], repeat: int
-) -> dict[str, Any]: ...
-@overload
-def _measure_limit(
-    ctx: Context, variant: str, side: int, text_ids: list[int], shape: dict[str, int], repeat: None
-) -> None: ...
 def _measure_limit(
     ctx: Context,
     variant: str,
@@ -317,18 +313,16 @@ def _measure_limit(
     text_ids: list[int],
     shape: dict[str, int],
     repeat: int | None,
-) -> dict[str, Any] | None:
-    """One timed call; its record, or None for a warm-up run (``repeat=None``)."""
+) -> dict[str, Any]:
+    """One timed call and its record (``repeat=None``: a warm-up run)."""
     prompt = build_prompt(ctx.processor, QUESTION, num_images=1)
     if variant == "text":
         start = time.perf_counter()
         request = {"input_ids": list(text_ids)}
         parts = {"build_s": time.perf_counter() - start}
     else:
-        (request,), parts = prepare(ctx, variant, [image_file(side, 0, ctx.image_dir)], prompt)
+        (request,), parts = prepare(ctx, variant, [image_file(side, 0)], prompt)
     timing = time_generate(ctx.engine, ctx.backend, request, ctx.max_new_tokens)
-    if repeat is None:
-        return None
     return _record(ctx, "limit", variant, parts, timing, side=side, batch=1, repeat=repeat, **shape)
 
 
@@ -364,7 +358,7 @@ def planned_units(
     batches: list[int],
     ks: list[int],
     repeats: int,
-    radix_settings: int,
+    cache_settings: int,
 ) -> int:
     """How many measurements the engine cases will record (for the progress bar).
 
@@ -377,13 +371,14 @@ def planned_units(
     if "formats" in cases:
         n += len(sides) * len(batches) * repeats * len(formats_for(family))
     if "reuse" in cases:
-        n += len(ks) * repeats * 2 * radix_settings
+        n += len(ks) * repeats * 2 * cache_settings
     if "limit" in cases:
         n += len(sides) * repeats * len(LIMIT_VARIANTS)
     return n
 
 
 __all__ = [
+    "CACHE_SETTINGS",
     "FORMATS",
     "FORMAT_LABELS",
     "LIMIT_VARIANTS",

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -22,9 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vlm_tutorial.families import get_family
+from vlm_tutorial.families import QWEN2_5_VL, get_family
+from vlm_tutorial.settings import check_backend, merge_engine_args, pick_backend
+
 from . import output
-from .cases import Context, planned_units, run_formats, run_limit, run_reuse
+from .cases import CACHE_SETTINGS, Context, planned_units, run_formats, run_limit, run_reuse
+from .prep import CLIENT_ENCODERS, client_encoder
 from .timing import TTFT_METHODS
 
 CASES = ("formats", "reuse", "limit", "load")
@@ -42,14 +46,11 @@ SIDES = {
 }
 QUICK_SIDES = {"qwen2_5_vl": [112, 224], "llama4": [56, 112]}
 
-#: Engine arguments the benchmark uses on SGLang unless told otherwise: the
-#: kernels that the offline GPU kit has (docs/gpu.md). ``--engine-args`` and
-#: ``VLM_TUTORIAL_ENGINE_ARGS`` override them.
-SGLANG_DEFAULTS: dict[str, Any] = {
-    "attention_backend": "triton",
-    "mm_attention_backend": "triton_attn",
-    "sampling_backend": "pytorch",
-}
+#: A real-scale model's ``mem_fraction_static`` leaves room for this much KV cache, and for
+#: the engine's own CUDA context and workspaces, beside its weights and what the GPU already holds.
+KV_CACHE_BYTES = 8 * 2**30
+ENGINE_BYTES = 2 * 2**30
+MAX_MEM_FRACTION = 0.9
 
 DESCRIPTION = """\
 Benchmark SGLang's three image input formats (raw image, processor output,
@@ -59,15 +60,19 @@ engine time, for one model family and one engine.
 cases (--cases, comma-separated):
   formats  (a) every format, for several image sizes, one request and a batch
   reuse    (b) one image, K questions: raw image each time vs one embedding reused
-               (SGLang: radix cache off and on)
+               (SGLang: caches off, radix cache only, and SGLang's defaults: radix
+               and vision cache on; --reuse-caches)
   limit    (c) precomputed embedding vs a text-only prompt of the same length,
                and raw image minus text-only = the engine's own image work
   load     (d) vision-only loading vs the whole model (fresh processes, cold and
                warm page cache) on the checkpoint given by --model
 
 defaults: on the transformers backend the tiny offline models; on sglang a
-real-scale folder (Qwen2.5-VL-3B / Llama 4 Scout config, random weights through
-load_format="dummy"). Output: results.json (all raw timings), results.md,
+real-scale folder (Qwen2.5-VL-3B / Llama 4 Scout config with 8 of 48 decoder
+layers, random weights through load_format="dummy"; mem_fraction_static from the
+weights and this GPU's memory). Engine arguments: the family's tutorial values,
+then VLM_TUTORIAL_ENGINE_ARGS, then the benchmark's (caches, load_format,
+memory), then --engine-args. Output: results.json (all raw timings), results.md,
 results.svg in --out.
 """
 
@@ -84,16 +89,19 @@ def _csv_ints(text: str) -> list[int]:
     return values
 
 
-def _csv_cases(text: str) -> list[str]:
-    cases = [x.strip() for x in text.split(",") if x.strip()]
-    if cases == ["all"]:
-        return list(CASES)
-    bad = [c for c in cases if c not in CASES]
-    if bad or not cases:
-        raise argparse.ArgumentTypeError(
-            f"unknown case(s) {bad or text!r}; choose from {list(CASES)} or 'all'"
-        )
-    return cases
+def _csv_choices(allowed: tuple[str, ...], what: str) -> Any:
+    def parse(text: str) -> list[str]:
+        chosen = [x.strip() for x in text.split(",") if x.strip()]
+        if chosen == ["all"]:
+            return list(allowed)
+        bad = [c for c in chosen if c not in allowed]
+        if bad or not chosen:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {bad or text!r}; choose from {list(allowed)} or 'all'"
+            )
+        return chosen
+
+    return parse
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -132,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cases",
-        type=_csv_cases,
+        type=_csv_choices(CASES, "case(s)"),
         default=None,
         help="comma-separated cases, or 'all' (default: formats,reuse,limit)",
     )
@@ -157,11 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="square image sides in px (default per family and model scale)",
     )
     p.add_argument(
-        "--image-tokens",
-        type=_csv_ints,
-        help="Qwen2.5-VL: image token counts instead of --sizes (perfect squares: 256,1024,4096)",
-    )
-    p.add_argument(
         "--reuse-k", type=_csv_ints, help="K values of case (b) (default 1,4,16; quick 1,4)"
     )
     p.add_argument(
@@ -173,10 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="fresh processes per mode and cache state in case (d) (default 3; quick 1)",
     )
     p.add_argument(
-        "--load-device",
-        default="cpu",
-        help="where case (d) loads the weights: cpu (default) or cuda (then it also reports the "
-        "GPU memory peak)",
+        "--reuse-caches",
+        type=_csv_choices(tuple(CACHE_SETTINGS), "cache setting(s)"),
+        help=f"SGLang cache settings of case (b), from {list(CACHE_SETTINGS)} (default: all)",
     )
     p.add_argument(
         "--device", help="client-side vision encoder device (default cuda with sglang, else cpu)"
@@ -185,45 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", help="client encoder dtype (default bfloat16 on cuda, float32 on cpu)"
     )
     p.add_argument(
-        "--encoder-attn",
-        choices=["auto", "fast", "cudnn", "varlen", "reference"],
-        default="auto",
-        help="client encoder attention (load_vision_encoder's attn; cudnn, varlen: Qwen2.5-VL on cuda)",
-    )
-    p.add_argument(
-        "--encoder-compile",
-        action="store_true",
-        help="torch.compile the client encoder (Qwen2.5-VL's fast tower, Llama 4's encoder "
-        "layers; compiled during the warm-up runs)",
-    )
-    p.add_argument(
-        "--processor-device",
-        help="where the client's fast image processor works (default: the encoder's --device)",
-    )
-    p.add_argument(
-        "--batch-prep",
-        choices=["together", "one-by-one"],
-        default="together",
-        help="client preparation of a batch: images decoded in a thread pool and encoded in "
-        "one call (together, default), or each request on its own",
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        help="torch CPU threads in this process (default: 1 for "
-        "tiny models on the CPU, where per-operation thread start-up dominates; else "
-        "torch's default)",
+        "--client-encoder",
+        choices=list(CLIENT_ENCODERS),
+        help="the client's vision encoder: transformers' forward of the checkpoint's module (the "
+        "notebooks' path), or the fast Qwen2.5-VL tower (fast, cudnn, varlen: batched attention); "
+        "+compile: torch.compile, compiled during the warm-up runs (default: fast for "
+        "Qwen2.5-VL, transformers for Llama 4)",
     )
     p.add_argument(
         "--engine-args",
         type=_json_object,
         default={},
-        help="JSON object of extra sglang.Engine arguments (win over the defaults)",
-    )
-    p.add_argument(
-        "--text-layers",
-        type=int,
-        help="Llama 4 real scale: decoder layers kept (default 8 of 48, about 41 GB of weights)",
+        help="JSON object of sglang.Engine arguments (win over every other source)",
     )
     p.add_argument(
         "--out",
@@ -298,14 +273,11 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "sglang"):
+    for name in ("torch", "transformers", "sglang", "vlm_tutorial"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
-    from vlm_tutorial import __version__
-
-    out["vlm_tutorial"] = __version__
     return out
 
 
@@ -324,35 +296,72 @@ def model_kind(path: Path) -> str:
     return "checkpoint"
 
 
-def sglang_engine_args(
-    family: str, kind: str, batch: int, radix: bool, user_args: dict[str, Any]
-) -> dict[str, Any]:
-    """SGLang engine arguments: kit defaults < ``VLM_TUTORIAL_ENGINE_ARGS`` < ``--engine-args`` < the benchmark's.
-
-    The benchmark always sets ``disable_radix_cache`` (off unless the reuse
-    case asks for it), decode CUDA graphs up to the batch size unless CUDA
-    graphs are disabled, and ``load_format="dummy"`` for a real-scale folder.
+def weight_bytes(model: str | os.PathLike[str], kind: str) -> int:
+    """Bytes of the weights the engine loads: bf16 parameters of the config (``realscale-dummy``),
+    else the safetensors files.
 
     Example:
-        >>> args = sglang_engine_args("qwen2_5_vl", "tiny", 8, False, {}) # doctest: +SKIP
-        >>> args["disable_radix_cache"], args["cuda_graph_max_bs_decode"]  # doctest: +SKIP
-        (True, 8)
+        >>> weight_bytes(realscale_folder("llama4"), "realscale-dummy") / 2**30  # doctest: +SKIP
+        38.3
     """
-    from vlm_tutorial.settings import machine_engine_args
+    folder = Path(model)
+    if kind != "realscale-dummy":
+        return sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+    from transformers import AutoConfig
 
-    args: dict[str, Any] = dict(SGLANG_DEFAULTS)
-    args["mem_fraction_static"] = 0.8 if family == "llama4" and kind != "tiny" else 0.6
-    if family == "llama4" and kind != "tiny":
-        args["context_length"] = 32768
-    args.update(machine_engine_args())
-    args.update(user_args)
-    args["disable_radix_cache"] = not radix
-    if not args.get("disable_cuda_graph"):
-        args.setdefault("cuda_graph_max_bs_decode", max(int(batch), 1))
-        args.setdefault("disable_prefill_cuda_graph", True)
+    from .realscale import parameter_count
+
+    config = AutoConfig.from_pretrained(folder)
+    return 2 * parameter_count(get_family(config.model_type).name, config)["total"]
+
+
+def memory_fraction(weights: int, used: int, total: int) -> float:
+    """``mem_fraction_static`` for a model of ``weights`` bytes on a GPU of ``total`` bytes.
+
+    SGLang's static pool must hold what the GPU already holds (``used``: this
+    process's client encoder), the weights, the engine's own
+    :data:`ENGINE_BYTES` and a KV cache of :data:`KV_CACHE_BYTES`; the rest
+    stays free for activations and CUDA graphs. Rounded up to a hundredth.
+
+    Example:
+        >>> memory_fraction(41 * 10**9, 2 * 2**30, 85 * 10**9)  # Llama 4, 8 layers, H100 80 GB
+        0.64
+    """
+    need = used + weights + ENGINE_BYTES + KV_CACHE_BYTES
+    fraction = math.ceil(100 * need / total) / 100
+    if fraction > MAX_MEM_FRACTION:
+        raise SystemExit(
+            f"the model needs mem_fraction_static {fraction} ({need / 2**30:.1f} of "
+            f"{total / 2**30:.1f} GiB: {weights / 2**30:.1f} GiB of weights, {used / 2**30:.1f} "
+            f"in use), above {MAX_MEM_FRACTION}; use a larger GPU or a smaller model"
+        )
+    return fraction
+
+
+def engine_args(settings: dict[str, Any], caches: str) -> dict[str, Any]:
+    """The benchmark's ``sglang.Engine`` arguments for one cache setting, before the merge.
+
+    :func:`vlm_tutorial.settings.merge_engine_args` puts them over the family's
+    tutorial values and ``VLM_TUTORIAL_ENGINE_ARGS``: the radix cache of
+    ``caches``, ``load_format="dummy"`` for a real-scale folder, and for a
+    model other than the tutorial's a memory fraction from its weights and
+    this GPU (:func:`memory_fraction`); then ``--engine-args``.
+
+    Example:
+        >>> engine_args({"model_kind": "tiny", "engine_args_cli": {}}, "default")
+        {'disable_radix_cache': False}
+    """
+    args: dict[str, Any] = {"disable_radix_cache": not CACHE_SETTINGS[caches][0]}
+    kind = settings["model_kind"]
     if kind == "realscale-dummy":
         args["load_format"] = "dummy"
-    return args
+    if kind != "tiny":
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        weights = weight_bytes(settings["model"], kind)
+        args["mem_fraction_static"] = memory_fraction(weights, total - free, total)
+    return {**args, **settings["engine_args_cli"]}
 
 
 # --------------------------------------------------------------------------- settings
@@ -365,13 +374,12 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
         >>> resolve(build_parser().parse_args(["--quick", "--backend", "transformers"]))["repeats"]  # doctest: +SKIP
         2
     """
-    from vlm_tutorial.settings import pick_backend
-
-    family = get_family(args.family).name
+    family = get_family(args.family)
     cases = args.cases or list(ENGINE_CASES)
     backend = args.backend
     if backend == "auto":
         backend = "transformers" if args.quick else pick_backend()[0]
+    backend = check_backend(backend)
     engine_cases = [c for c in cases if c in ENGINE_CASES]
 
     model: Path | None = Path(args.model).resolve() if args.model else None
@@ -379,37 +387,29 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
         if backend == "sglang" and not args.quick:
             from .realscale import realscale_folder
 
-            model = realscale_folder(family, args.text_layers)
+            model = realscale_folder(family.name)
         else:
             from vlm_tutorial.offline.tiny import tiny_model_path
 
-            model = tiny_model_path(family)
+            model = tiny_model_path(family.name)
     kind = model_kind(model) if model is not None else "none"
     scale = "tiny" if kind == "tiny" else "real"
     quick = args.quick
     on_gpu = backend == "sglang"
 
     sides = args.sizes
-    if args.image_tokens:
-        if family != "qwen2_5_vl":
-            raise SystemExit("--image-tokens is for Qwen2.5-VL; use --sizes for Llama 4")
-        from .inputs import image_side_for_tokens
-
-        sides = [image_side_for_tokens(t) for t in args.image_tokens]
     if sides is None:
-        sides = QUICK_SIDES[family] if quick and scale == "tiny" else SIDES[(family, scale)]
+        sides = (
+            QUICK_SIDES[family.name] if quick and scale == "tiny" else SIDES[(family.name, scale)]
+        )
     device = args.device or ("cuda" if on_gpu else "cpu")
-    processor_device = args.processor_device or device
-    if processor_device.startswith("cuda"):
+    if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise SystemExit(
-                f"--processor-device {processor_device} (or --device) but torch sees no CUDA GPU "
-                "here; use --processor-device cpu"
-            )
+            raise SystemExit(f"--device {device} but torch sees no CUDA GPU here; use --device cpu")
     settings = {
-        "family": family,
+        "family": family.name,
         "backend": backend,
         "cases": cases,
         "model": os.fspath(model) if model else None,
@@ -423,18 +423,17 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
         "sides": sides,
         "reuse_k": args.reuse_k or ([1, 4] if quick else [1, 4, 16]),
         "reuse_side": args.reuse_size or sides[len(sides) // 2],
+        # Other engines than SGLang have none of its caches.
+        "reuse_caches": (args.reuse_caches or list(CACHE_SETTINGS)) if on_gpu else [None],
         "load_repeats": args.load_repeats or (1 if quick else 3),
-        "load_device": args.load_device,
         "device": device,
         "dtype": args.dtype or ("bfloat16" if device.startswith("cuda") else "float32"),
-        "encoder_attn": args.encoder_attn,
-        "encoder_compile": bool(args.encoder_compile),
-        "processor_device": processor_device,
-        "batch_prep": args.batch_prep,
-        "threads": args.threads
-        or (1 if scale == "tiny" and not device.startswith("cuda") else None),
+        # The fast tower is bit-identical to transformers' on the CPU; Llama 4 has no fast tower.
+        "client_encoder": args.client_encoder
+        or ("fast" if family is QWEN2_5_VL else "transformers"),
+        # Tiny models on the CPU: per-operation thread start-up dominates; one thread.
+        "threads": 1 if scale == "tiny" and not device.startswith("cuda") else None,
         "engine_args_cli": args.engine_args,
-        "text_layers": args.text_layers,
         "ttft_method": TTFT_METHODS.get(backend, ""),
     }
     return settings
@@ -455,29 +454,11 @@ def default_out(settings: dict[str, Any], device: dict[str, Any]) -> Path:
 # --------------------------------------------------------------------------- running
 
 
-class _NoBar:
-    """Stands in for a tqdm bar where tqdm is not installed."""
-
-    def update(self, n: int = 1) -> None:
-        return None
-
-    def set_description(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        return None
-
-
 @contextlib.contextmanager
 def _progress(total: int, disable: bool, desc: str) -> Iterator[Any]:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        bar: Any = _NoBar()
-    else:
-        bar = tqdm(
-            total=total, disable=disable, desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True
-        )
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, disable=disable, desc=desc, unit="run", file=sys.stderr)
     try:
         yield bar
     finally:
@@ -493,34 +474,25 @@ def _client(settings: dict[str, Any]) -> tuple[Any, Any, Any]:
     model = settings["model"]
     processor = AutoProcessor.from_pretrained(model)
     dtype = getattr(torch, settings["dtype"])
-    encoder = load_vision_encoder(
-        model,
-        device=settings["device"],
-        dtype=dtype,
-        attn=settings["encoder_attn"],
-        compile=settings["encoder_compile"],
-    )
-    if settings["device"].startswith("cuda"):
-
-        def sync() -> None:
-            torch.cuda.synchronize()
-    else:
-
-        def sync() -> None:
-            return None
-
+    encoder = load_vision_encoder(model, device=settings["device"], dtype=dtype)
+    encoder = client_encoder(encoder, settings["client_encoder"])
+    sync = torch.cuda.synchronize if settings["device"].startswith("cuda") else lambda: None
     return processor, encoder, sync
 
 
-def processor_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
-    """Processor arguments of the client's requests: ``device`` of the fast image processor.
+def engine_runs(settings: dict[str, Any]) -> list[tuple[str | None, list[str]]]:
+    """One engine per cache setting: ``(caches, cases)``; every case runs with the caches off.
 
     Example:
-        >>> processor_kwargs({"processor_device": "cuda"}), processor_kwargs({"processor_device": "cpu"})
-        ({'device': 'cuda'}, {})
+        >>> engine_runs({"cases": ["formats", "reuse"], "reuse_caches": ["off", "default"]})
+        [('off', ['formats', 'reuse']), ('default', ['reuse'])]
     """
-    device = settings.get("processor_device") or "cpu"
-    return {} if device == "cpu" else {"device": device}
+    cases = [c for c in settings["cases"] if c in ENGINE_CASES]
+    first = None if settings["reuse_caches"] == [None] else "off"
+    runs = [(first, [c for c in cases if c != "reuse" or first in settings["reuse_caches"]])]
+    if "reuse" in cases:
+        runs += [(c, ["reuse"]) for c in settings["reuse_caches"] if c != first]
+    return [run for run in runs if run[1]]
 
 
 def _run_engine_cases(
@@ -533,34 +505,26 @@ def _run_engine_cases(
     hf_logging.disable_progress_bar()  # no "Loading weights" bar inside the benchmark's own bar
     family = get_family(settings["family"])
     processor, encoder, sync = _client(settings)
-    cases = settings["cases"]
     backend = settings["backend"]
-    radix_settings = [False, True] if backend == "sglang" and "reuse" in cases else [None]
+    device = settings["device"]
     engines_used: dict[str, Any] = {}
-    if backend == "sglang":
-        # Read by SGLang's processes at start: no multimodal embedding cache.
-        os.environ["SGLANG_VLM_CACHE_SIZE_MB"] = "0"
-    for radix in radix_settings:
-        wanted = [
-            c for c in cases if c in ENGINE_CASES and (radix in (None, False) or c == "reuse")
-        ]
-        if not wanted:
-            continue
+    for caches, wanted in engine_runs(settings):
+        args: dict[str, Any] = {}
         if backend == "sglang":
-            engine_args = sglang_engine_args(
-                family.name,
-                settings["model_kind"],
-                settings["batch"],
-                bool(radix),
-                settings["engine_args_cli"],
-            )
-        else:
-            engine_args = {}
-        bar.set_description(f"{family.name}: starting the {backend} engine")
+            assert caches is not None
+            args = engine_args(settings, caches)
+            # Read by SGLang's processes at start: 0 turns its cache of vision outputs off.
+            if CACHE_SETTINGS[caches][1]:
+                os.environ.pop("SGLANG_VLM_CACHE_SIZE_MB", None)
+            else:
+                os.environ["SGLANG_VLM_CACHE_SIZE_MB"] = "0"
+        bar.set_description(f"{family.name}: starting the {backend} engine (caches {caches})")
         start = time.perf_counter()
-        with open_engine(settings["model"], backend=backend, **engine_args) as engine:
-            engines_used[f"radix_{radix}"] = {
-                "engine_args": {k: v for k, v in engine_args.items()},
+        with open_engine(settings["model"], backend=backend, **args) as engine:
+            engines_used[f"caches_{caches}"] = {
+                # What the engine ran with (the reference engine ignores SGLang's arguments).
+                "engine_args": merge_engine_args(settings["model"], args) if args else {},
+                "vlm_cache_size_mb": os.environ.get("SGLANG_VLM_CACHE_SIZE_MB", "default"),
                 "start_seconds": time.perf_counter() - start,
             }
             ctx = Context(
@@ -574,16 +538,16 @@ def _run_engine_cases(
                 warmup=settings["warmup"],
                 sync=sync,
                 progress=lambda: bar.update(1),
-                radix=radix,
+                caches=caches,
                 records=records,
-                processor_kwargs=processor_kwargs(settings),
-                together=settings["batch_prep"] == "together",
+                # The fast image processor works where the encoder does, as SGLang's does.
+                processor_kwargs={} if device == "cpu" else {"device": device},
             )
             if "formats" in wanted:
                 bar.set_description(f"{family.name}: (a) formats")
                 run_formats(ctx, settings["sides"], sorted({1, settings["batch"]}))
             if "reuse" in wanted:
-                bar.set_description(f"{family.name}: (b) reuse, radix {radix}")
+                bar.set_description(f"{family.name}: (b) reuse, caches {caches}")
                 run_reuse(ctx, settings["reuse_side"], settings["reuse_k"])
             if "limit" in wanted:
                 bar.set_description(f"{family.name}: (c) limit")
@@ -616,7 +580,6 @@ def run(settings: dict[str, Any], argv: list[str], no_progress: bool = False) ->
     }
     family = get_family(settings["family"])
     engine_cases = [c for c in settings["cases"] if c in ENGINE_CASES]
-    radix_n = 2 if settings["backend"] == "sglang" else 1
     total = planned_units(
         family,
         engine_cases,
@@ -624,7 +587,7 @@ def run(settings: dict[str, Any], argv: list[str], no_progress: bool = False) ->
         sorted({1, settings["batch"]}),
         settings["reuse_k"],
         settings["repeats"],
-        radix_n,
+        len(settings["reuse_caches"]),
     )
     load_path = None
     if "load" in settings["cases"]:
@@ -646,10 +609,7 @@ def run(settings: dict[str, Any], argv: list[str], no_progress: bool = False) ->
         if load_path is not None:
             bar.set_description(f"{family.name}: (d) load")
             rows = run_load_case(
-                load_path,
-                repeats=settings["load_repeats"],
-                progress=lambda: bar.update(1),
-                device=settings["load_device"],
+                load_path, repeats=settings["load_repeats"], progress=lambda: bar.update(1)
             )
             results["load"] = {"checkpoint": checkpoint_info(load_path), "rows": rows}
     results["meta"]["seconds"] = round(time.perf_counter() - start, 2)
@@ -671,11 +631,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rewrote {paths['table']}" + (f" and {paths['figure']}" if paths["figure"] else ""))
         return 0
     settings = resolve(args)
-    if settings["threads"]:
-        import torch
+    import torch
 
-        torch.set_num_threads(settings["threads"])
-    results = run(settings, argv, no_progress=args.no_progress)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings["threads"] or threads)
+    try:
+        results = run(settings, argv, no_progress=args.no_progress)
+    finally:
+        torch.set_num_threads(threads)  # as it was, for a caller in the same process
     out = Path(args.out or default_out(settings, results["meta"]["device"]))
     existing = out / output.RESULTS_FILE
     if args.merge and existing.is_file():
@@ -700,15 +663,16 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "CASES",
-    "SGLANG_DEFAULTS",
     "SIDES",
     "build_parser",
     "device_info",
+    "engine_args",
+    "engine_runs",
     "main",
+    "memory_fraction",
     "model_kind",
-    "processor_kwargs",
     "resolve",
     "run",
-    "sglang_engine_args",
     "versions",
+    "weight_bytes",
 ]

@@ -1,7 +1,5 @@
 """What the benchmark sends: image files of given sizes, and token ids built to a length.
 
-* :func:`image_side_for_tokens`: the square image size that gives Qwen2.5-VL
-  a number of image tokens (one token per 28 x 28 pixels: patch 14, merge 2).
 * :func:`image_file`: a PNG of the example picture at a size, one per
   ``variant`` (the variants differ in their pixels, so no cache can match
   one with another).
@@ -13,13 +11,12 @@
   a precomputed embedding).
 
 Example:
-    >>> image_side_for_tokens(1024)
-    896
+    >>> bench_image(448).size
+    (448, 448)
 """
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from functools import lru_cache
@@ -32,33 +29,12 @@ from vlm_tutorial.families import ModelFamily
 from vlm_tutorial.images import example_image
 from vlm_tutorial.prompts import build_prompt
 
-#: Pixels per image-token side for Qwen2.5-VL: patch 14 x spatial merge 2.
-QWEN_PIXELS_PER_TOKEN_SIDE = 28
-
 #: Stands for the question while a prompt is split around it.
 _MARK = "\u00a7QUESTION\u00a7"
 
 #: The filler text: one token in the byte-level vocabularies of both families,
 #: and it decodes and re-encodes to the same ids on the tiny tokenizers.
 FILLER_TEXT = "a"
-
-
-def image_side_for_tokens(tokens: int, pixels_per_token: int = QWEN_PIXELS_PER_TOKEN_SIDE) -> int:
-    """Side of a square image that Qwen2.5-VL turns into ``tokens`` image tokens.
-
-    ``tokens`` must be a perfect square (256 -> 448 px, 1024 -> 896, 4096 -> 1792).
-
-    Example:
-        >>> image_side_for_tokens(256), image_side_for_tokens(4096)
-        (448, 1792)
-    """
-    root = math.isqrt(tokens)
-    if tokens <= 0 or root * root != tokens:
-        raise ValueError(
-            f"tokens={tokens!r} is not a positive perfect square; a square image gives "
-            "n x n tokens, e.g. 256, 1024 or 4096"
-        )
-    return root * pixels_per_token
 
 
 def _bench_dir() -> Path:
@@ -74,7 +50,7 @@ def bench_image(side: int, variant: int = 0) -> Any:
         >>> bench_image(64, 1).size
         (64, 64)
     """
-    image = example_image((side, side))
+    image = example_image(size=(side, side))
     if variant:
         pixels = np.asarray(image)
         shift = (variant * 7) % side or 1
@@ -196,12 +172,10 @@ def question_ids_with_image(
 
 __all__ = [
     "FILLER_TEXT",
-    "QWEN_PIXELS_PER_TOKEN_SIDE",
     "bench_image",
     "encode",
     "filler_id",
     "image_file",
-    "image_side_for_tokens",
     "question_ids_with_image",
     "text_only_ids",
 ]

@@ -16,9 +16,7 @@ vlm_bench.loading --child ...``), so that its numbers are its own:
 * ``peak_rss``: the process's peak resident memory (``ru_maxrss``) at the end,
   ``rss_before`` its peak before the load (Python, torch and transformers
   imported), ``rss_file_after`` / ``rss_anon_after`` the file-backed (mapped
-  checkpoint) and anonymous parts of the resident memory at the end;
-* on a GPU (``device="cuda"``): ``gpu_peak_bytes``, the peak of
-  ``torch.cuda.max_memory_allocated()``.
+  checkpoint) and anonymous parts of the resident memory at the end.
 
 Modes: ``vision`` is :func:`vlm_tutorial.vision.load_vision_encoder`; ``full``
 is ``from_pretrained`` of the whole ``...ForConditionalGeneration`` in bf16,
@@ -44,6 +42,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from vlm_tutorial.families import is_checkpoint_folder
 
 MODES = ("vision", "full")
 CACHES = ("cold", "warm")
@@ -123,7 +123,16 @@ def touch(modules: list[Any]) -> None:
                 flat[:: max(1, 4096 // param.element_size())].float().sum().item()
 
 
-def child(mode: str, cache: str, path: str, device: str = "cpu") -> dict[str, Any]:
+def _shards(folder: Path, prefixes: tuple[str, ...] = ("",)) -> list[str]:
+    """The safetensors files holding tensors whose names start with one of ``prefixes``."""
+    index = folder / "model.safetensors.index.json"
+    if not index.is_file():
+        return ["model.safetensors"]
+    weight_map = json.loads(index.read_text())["weight_map"]
+    return sorted({f for key, f in weight_map.items() if key.startswith(prefixes)})
+
+
+def child(mode: str, cache: str, path: str) -> dict[str, Any]:
     """One load in this (fresh) process; returns its numbers. Used through ``--child``."""
     import resource
     import time
@@ -132,7 +141,7 @@ def child(mode: str, cache: str, path: str, device: str = "cpu") -> dict[str, An
     from transformers import AutoConfig, PreTrainedModel
     from transformers.utils import logging as hf_logging
 
-    from vlm_tutorial.families import detect_family
+    from vlm_tutorial.families import QWEN2_5_VL, detect_family
     from vlm_tutorial.vision import load_vision_encoder
 
     hf_logging.disable_progress_bar()
@@ -141,7 +150,7 @@ def child(mode: str, cache: str, path: str, device: str = "cpu") -> dict[str, An
     family = detect_family(folder)
     AutoConfig.from_pretrained(folder)  # warm transformers' lazy imports outside the clock
     model_class: type[PreTrainedModel]
-    if family.name == "qwen2_5_vl":
+    if family is QWEN2_5_VL:
         from transformers import Qwen2_5_VLForConditionalGeneration as model_class
     else:
         from transformers import Llama4ForConditionalGeneration as model_class
@@ -150,47 +159,26 @@ def child(mode: str, cache: str, path: str, device: str = "cpu") -> dict[str, An
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     read_before = io_read_bytes()
     start = time.perf_counter()
-    cuda = device.startswith("cuda")
-    if cuda:
-        torch.cuda.init()
-        torch.cuda.reset_peak_memory_stats()
     if mode == "vision":
-        encoder = load_vision_encoder(folder, device=device)
-        modules = [encoder.tower] + ([encoder.projector] if encoder.projector is not None else [])
-        parameters = encoder.vision_parameters
-        files = list(encoder.files_read)
+        modules = [load_vision_encoder(folder).module]
+        files = _shards(folder, family.vision_prefixes)  # the shards it reads
     elif mode == "full":
-        kwargs: dict[str, Any] = {"device_map": device} if cuda else {}
-        model = model_class.from_pretrained(folder, dtype=torch.bfloat16, **kwargs)
-        if family.name == "qwen2_5_vl":
-            modules = [model.get_submodule("model.visual")]
-        else:
-            modules = [
-                model.get_submodule("vision_model"),
-                model.get_submodule("multi_modal_projector"),
-            ]
-        parameters = sum(p.numel() for m in modules for p in m.parameters())
-        index = folder / "model.safetensors.index.json"
-        files = (
-            sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            if index.is_file()
-            else ["model.safetensors"]
+        model = model_class.from_pretrained(folder, dtype=torch.bfloat16)
+        names = (
+            ["model.visual"] if family is QWEN2_5_VL else ["vision_model", "multi_modal_projector"]
         )
+        modules = [model.get_submodule(name) for name in names]
+        files = _shards(folder)
     else:
         raise ValueError(f"mode={mode!r}; use one of {MODES}")
-    if cuda:
-        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     read_at_load = io_read_bytes() - read_before
     touch(modules)
-    if cuda:
-        torch.cuda.synchronize()
     ready = time.perf_counter() - start
     read = io_read_bytes() - read_before
     return {
         "mode": mode,
         "cache": cache,
-        "device": device,
         "family": family.name,
         "seconds": seconds,
         "ready_seconds": ready,
@@ -200,16 +188,13 @@ def child(mode: str, cache: str, path: str, device: str = "cpu") -> dict[str, An
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "rss_file_after": _status("RssFile"),
         "rss_anon_after": _status("RssAnon"),
-        "gpu_peak_bytes": torch.cuda.max_memory_allocated() if cuda else None,
-        "vision_parameters": int(parameters),
+        "vision_parameters": sum(p.numel() for m in modules for p in m.parameters()),
         "files_opened": files,
         "file_bytes": sum((folder / f).stat().st_size for f in files),
     }
 
 
-def run_child(
-    mode: str, cache: str, path: str | os.PathLike, device: str = "cpu"
-) -> dict[str, Any]:
+def run_child(mode: str, cache: str, path: str | os.PathLike) -> dict[str, Any]:
     """Run ``child`` in a fresh interpreter and return its JSON result.
 
     Example:
@@ -244,7 +229,6 @@ def run_load_case(
     modes: tuple[str, ...] = MODES,
     caches: tuple[str, ...] = CACHES,
     progress: Callable[[], None] | None = None,
-    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """Measure every ``mode`` x ``cache`` ``repeats`` times, alternating modes; return all rows.
 
@@ -252,7 +236,7 @@ def run_load_case(
         >>> rows = run_load_case(folder, repeats=1)  # doctest: +SKIP
     """
     folder = Path(path)
-    if not (folder / "config.json").is_file():
+    if not is_checkpoint_folder(folder):
         raise FileNotFoundError(f"{os.fspath(path)!r} has no config.json; pass a checkpoint folder")
     rows = []
     for repeat in range(repeats):
@@ -260,7 +244,7 @@ def run_load_case(
             for mode in modes:  # alternate, so that drift hits both modes alike
                 if cache == "warm":
                     warm_up(folder)
-                row = run_child(mode, cache, folder, device)
+                row = run_child(mode, cache, folder)
                 row["repeat"] = repeat
                 rows.append(row)
                 if progress is not None:
@@ -292,10 +276,7 @@ def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="one load measurement (internal)")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "CACHE", "PATH"), required=True)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    mode, cache, path = args.child
-    print(json.dumps(child(mode, cache, path, device=args.device)))
+    print(json.dumps(child(*parser.parse_args(argv).child)))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,15 @@ from .cases import FORMAT_LABELS, FORMATS, LIMIT_VARIANTS
 from .stats import ratio, summarize
 
 #: Record fields that identify a group of repeats.
-GROUP_KEYS = ("case", "variant", "radix", "side", "batch", "k")
+GROUP_KEYS = ("case", "variant", "caches", "side", "batch", "k")
+
+#: How the reports name each SGLang cache setting (:data:`vlm_bench.cases.CACHE_SETTINGS`).
+CACHE_LABELS = {
+    None: "n/a",
+    "off": "off",
+    "radix": "radix only",
+    "default": "SGLang's defaults (radix + vision)",
+}
 
 #: Timings summarized for every group.
 METRICS = ("prep_s", "ttft_s", "total_s", "e2e_s")
@@ -84,7 +92,7 @@ def headline_ratios(
 
     * ``formats``: per size and batch, each format's end-to-end, engine TTFT
       and engine total time divided by the raw format's;
-    * ``reuse``: per K and radix setting, raw end to end / reused embedding's;
+    * ``reuse``: per K and cache setting, raw end to end / reused embedding's;
     * ``limit``: per size, precomputed / text-only (TTFT and total), and the
       engine's own image work: raw TTFT minus text-only TTFT;
     * ``load``: full model / vision only, for time, bytes read and peak memory.
@@ -111,11 +119,11 @@ def headline_ratios(
                 }
             )
         if row["case"] == "reuse" and row["variant"] == "raw":
-            reuse = _find(summary, case="reuse", variant="reuse", k=row["k"], radix=row["radix"])
+            reuse = _find(summary, case="reuse", variant="reuse", k=row["k"], caches=row["caches"])
             out["reuse"].append(
                 {
                     "k": row["k"],
-                    "radix": row["radix"],
+                    "caches": row["caches"],
                     "raw_e2e_s": _med(row, "e2e_s"),
                     "reuse_e2e_s": _med(reuse, "e2e_s"),
                     "raw_over_reuse": ratio(_med(row, "e2e_s"), _med(reuse, "e2e_s")),
@@ -166,7 +174,6 @@ def load_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "cache": cache,
                 "seconds": summarize([r["seconds"] for r in items]),
                 "ready_seconds": summarize([r.get("ready_seconds", r["seconds"]) for r in items]),
-                "gpu_peak_bytes": items[0].get("gpu_peak_bytes"),
                 "read_bytes": summarize([r["read_bytes"] for r in items]),
                 "peak_rss": summarize([r["peak_rss"] for r in items]),
                 "rss_before": summarize([r["rss_before"] for r in items]),
@@ -284,6 +291,21 @@ def _prep_parts_table(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list
     return lines
 
 
+def client_encoder(settings: dict[str, Any]) -> str:
+    """The run's ``--client-encoder``; for results of before that option, from ``--encoder-attn``.
+
+    Example:
+        >>> client_encoder({"family": "qwen2_5_vl", "encoder_attn": "cudnn", "encoder_compile": True})
+        'cudnn+compile'
+    """
+    if "client_encoder" in settings:
+        return str(settings["client_encoder"])
+    attn = settings.get("encoder_attn", "auto")
+    default = "fast" if settings["family"] == "qwen2_5_vl" else "transformers"
+    name = {"auto": default, "reference": "transformers"}.get(attn, attn)
+    return name + ("+compile" if settings.get("encoder_compile") else "")
+
+
 def _header(results: dict[str, Any]) -> list[str]:
     meta = results["meta"]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
@@ -322,10 +344,15 @@ def _header(results: dict[str, Any]) -> list[str]:
         "- cells: median [first quartile, third quartile] over the repeats, "
         "the quartiles in the median's unit"
     )
+    if engine:
+        lines.append(f"- client encoder: {client_encoder(settings)}")
+    for name, used in results.get("engines", {}).items():
+        if used.get("engine_args"):
+            lines.append(f"- engine arguments ({name}): `{json.dumps(used['engine_args'])}`")
     if engine and settings["backend"] == "sglang":
         lines.append(
-            "- SGLang caches: radix cache off (on only where a table says so), "
-            "`SGLANG_VLM_CACHE_SIZE_MB=0`"
+            "- SGLang caches: radix cache off and `SGLANG_VLM_CACHE_SIZE_MB=0` (no cache of "
+            "vision outputs), except where the reuse table says otherwise"
         )
     lines.append("")
     return lines
@@ -396,18 +423,20 @@ def _reuse_table(summary: list[dict[str, Any]], ratios: dict[str, Any]) -> list[
         "time, or its embedding computed once (processor and encoder run once) and reused.",
         "Times are for all K questions together.",
         "",
-        "| K | radix cache | variant | client prep | engine (sum) | end to end | raw / reuse |",
+        "| K | SGLang caches | variant | client prep | engine (sum) | end to end | raw / reuse |",
         "| ---: | --- | --- | ---: | --- | --- | ---: |",
     ]
-    rows.sort(key=lambda r: (r["k"], str(r["radix"]), r["variant"]))
+    order = list(CACHE_LABELS)
+    rows.sort(key=lambda r: (r["k"], order.index(r["caches"]), r["variant"]))
     for row in rows:
         found = next(
-            (x for x in ratios["reuse"] if x["k"] == row["k"] and x["radix"] == row["radix"]), None
+            (x for x in ratios["reuse"] if x["k"] == row["k"] and x["caches"] == row["caches"]),
+            None,
         )
-        radix = {None: "n/a", True: "on", False: "off"}[row["radix"]]
+        caches = CACHE_LABELS[row["caches"]]
         speed = _ratio(found and found["raw_over_reuse"]) if row["variant"] == "reuse" else ""
         lines.append(
-            f"| {row['k']} | {radix} | {row['variant']} | {fmt_seconds(row['prep_s']['median'])} "
+            f"| {row['k']} | {caches} | {row['variant']} | {fmt_seconds(row['prep_s']['median'])} "
             f"| {_cell(row['total_s'])} "
             f"| {_cell(row['e2e_s'])} | {speed} |"
         )
@@ -478,20 +507,16 @@ def _load_table(results: dict[str, Any]) -> list[str]:
         "",
     ]
     rows = sorted(load["summary"], key=lambda r: (r["cache"], r["mode"] != "vision"))
-    gpu = any(row.get("gpu_peak_bytes") for row in rows)  # a column only where measured
     lines += [
-        "| mode | page cache | load call | ready | read MiB | peak RSS MiB | added RSS MiB "
-        + ("| GPU peak MiB |" if gpu else "|"),
-        "| --- | --- | --- | --- | ---: | ---: | ---: |" + (" ---: |" if gpu else ""),
+        "| mode | page cache | load call | ready | read MiB | peak RSS MiB | added RSS MiB |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: |",
     ]
     for row in rows:
         added = row["peak_rss"]["median"] - row["rss_before"]["median"]
-        peak = row.get("gpu_peak_bytes")
         lines.append(
             f"| {row['mode']} | {row['cache']} | {_cell(row['seconds'])} "
             f"| {_cell(row['ready_seconds'])} | {_mib(row['read_bytes']['median'])} "
             f"| {_mib(row['peak_rss']['median'])} | {_mib(added)} |"
-            + (f" {_mib(peak) if peak else 'n/a'} |" if gpu else "")
         )
     lines += ["", "| mode | vision parameters | shards opened |", "| --- | ---: | ---: |"]
     for mode in ("vision", "full"):
@@ -702,16 +727,17 @@ def _plot_formats(ax: Any, results: dict[str, Any]) -> None:
 
 def _plot_reuse(ax: Any, results: dict[str, Any]) -> None:
     rows = [r for r in results["summary"] if r["case"] == "reuse"]
+    styles = {None: "-", "off": "-", "radix": "--", "default": ":"}
     for variant in ("raw", "reuse"):
-        for radix in sorted({str(r["radix"]) for r in rows}):
+        for caches, style in styles.items():
             sel = sorted(
-                (r for r in rows if r["variant"] == variant and str(r["radix"]) == radix),
+                (r for r in rows if r["variant"] == variant and r.get("caches") == caches),
                 key=lambda r: r["k"],
             )
             if not sel:
                 continue
             label = ("raw" if variant == "raw" else "reuse (precomputed)") + (
-                "" if radix == "None" else f", radix {'on' if radix == 'True' else 'off'}"
+                "" if caches is None else f", caches: {CACHE_LABELS[caches]}"
             )
             ax.errorbar(
                 [r["k"] for r in sel],
@@ -720,7 +746,7 @@ def _plot_reuse(ax: Any, results: dict[str, Any]) -> None:
                 marker="o",
                 capsize=3,
                 color=FORMAT_COLOURS[variant],
-                linestyle="--" if radix == "True" else "-",
+                linestyle=style,
                 label=label,
             )
     ks = sorted({r["k"] for r in rows})
@@ -804,7 +830,7 @@ def merge_results(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Add ``old``'s measurements that ``new`` did not redo (for runs split into several commands).
 
     A record of ``old`` is kept unless ``new`` has a record of the same group
-    (case, variant, radix, size, batch, K); ``old``'s load case is kept unless
+    (case, variant, caches, size, batch, K); ``old``'s load case is kept unless
     ``new`` has one. Both runs must be of the same family, backend and model.
 
     Example:
@@ -866,6 +892,7 @@ def write_outputs(results: dict[str, Any], out_dir: str | os.PathLike) -> dict[s
 
 
 __all__ = [
+    "CACHE_LABELS",
     "FIGURE_FILE",
     "FIGURE_STYLE",
     "FORMAT_COLOURS",
@@ -874,6 +901,7 @@ __all__ = [
     "TABLE_FILE",
     "draw_figure",
     "fmt_seconds",
+    "client_encoder",
     "headline_ratios",
     "load_ratios",
     "load_summary",

@@ -24,22 +24,83 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from vlm_tutorial.families import ModelFamily
+from vlm_tutorial.families import QWEN2_5_VL, ModelFamily
 from vlm_tutorial.images import load_image
-from .requests import raw_request, run_processor
 from vlm_tutorial.validation import validate_image_data
+
+from .requests import embedding_item, raw_request, run_processor
 
 #: Request formats :func:`prepare` builds, in table order.
 FORMATS = ("raw", "processor_output", "precomputed", "precomputed_full")
 
 #: The processor output keys the vision encoder reads; concatenated over images.
 ENCODER_INPUTS = ("pixel_values", "image_grid_thw")
+
+
+#: Client encoders (``--client-encoder``): name -> (:class:`~vlm_bench.qwen_tower.QwenTower`
+#: attention, or None for transformers' own forward of ``encoder.module``; ``torch.compile``).
+CLIENT_ENCODERS: dict[str, tuple[str | None, bool]] = {
+    "transformers": (None, False),
+    "transformers+compile": (None, True),
+    "fast": ("sdpa", False),
+    "cudnn": ("cudnn", False),
+    "varlen": ("varlen", False),
+    "fast+compile": ("sdpa", True),
+    "cudnn+compile": ("cudnn", True),
+    "varlen+compile": ("varlen", True),
+}
+
+
+def compile_layers(module: Any) -> None:
+    """``torch.compile`` each layer of the longest ``ModuleList`` in ``module`` (its blocks).
+
+    The layers share their code, so one compiled graph serves them all.
+
+    Example:
+        >>> compile_layers(encoder.module)  # doctest: +SKIP
+    """
+    import torch
+
+    lists = [m for m in module.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise ValueError(f"{type(module).__name__} has no layer list to compile")
+    for layer in max(lists, key=len):
+        layer.compile()
+
+
+def client_encoder(encoder: Any, name: str) -> Any:
+    """The client encoder ``name`` (:data:`CLIENT_ENCODERS`) on the weights of ``encoder``.
+
+    ``encoder`` comes from :func:`vlm_tutorial.load_vision_encoder`. The fast
+    variants wrap its ``module`` in a :class:`~vlm_bench.qwen_tower.QwenEncoder`;
+    ``transformers+compile`` compiles ``encoder.module``'s layers in place.
+
+    Example:
+        >>> fast = client_encoder(load_vision_encoder(path), "cudnn+compile")  # doctest: +SKIP
+    """
+    from .qwen_tower import QwenEncoder, check_attention
+
+    if name not in CLIENT_ENCODERS:
+        raise ValueError(f"client encoder {name!r} is not one of {sorted(CLIENT_ENCODERS)}")
+    attention, compiled = CLIENT_ENCODERS[name]
+    if attention is None:
+        if compiled:
+            compile_layers(encoder.module)
+        return encoder
+    if encoder.family is not QWEN2_5_VL:
+        raise ValueError(
+            f"client encoder {name!r} is the fast Qwen2.5-VL tower; {encoder.family.name} has "
+            "'transformers' and 'transformers+compile'"
+        )
+    check_attention(attention, encoder.device, encoder.dtype)
+    return QwenEncoder(encoder, attention=attention, compile=compiled)
 
 
 class TimedEncoder:
@@ -79,13 +140,8 @@ def merge_processor_outputs(outputs: Sequence[Mapping[str, Any]]) -> dict[str, A
 
     if not outputs:
         raise ValueError("merge_processor_outputs needs at least one processor output")
-    merged: dict[str, Any] = {}
-    for key in ENCODER_INPUTS:
-        present = [key in out for out in outputs]
-        if any(present) and not all(present):
-            raise ValueError(f"only some processor outputs have {key!r}; merge outputs of one kind")
-        if all(present):
-            merged[key] = torch.cat([torch.as_tensor(out[key]) for out in outputs])
+    keys = [key for key in ENCODER_INPUTS if key in outputs[0]]
+    merged = {key: torch.cat([torch.as_tensor(out[key]) for out in outputs]) for key in keys}
     return merged
 
 
@@ -104,10 +160,6 @@ def _decode_all(paths: Sequence[str], pool: ThreadPoolExecutor | None) -> list[A
     if pool is None or len(paths) == 1:
         return [load_image(p) for p in paths]
     return list(pool.map(load_image, paths))
-
-
-def _pool_size(n: int) -> int:
-    return max(1, min(n, os.cpu_count() or 1))
 
 
 def prepare(
@@ -151,7 +203,8 @@ def prepare(
         return requests, parts
 
     kwargs = dict(getattr(ctx, "processor_kwargs", None) or {})
-    with ThreadPoolExecutor(_pool_size(len(paths))) if len(paths) > 1 else _no_pool() as pool:
+    pool_size = max(1, min(len(paths), os.cpu_count() or 1))
+    with ThreadPoolExecutor(pool_size) if len(paths) > 1 else contextlib.nullcontext() as pool:
         start = time.perf_counter()
         images = _decode_all(paths, pool)
         parts["decode_s"] = time.perf_counter() - start
@@ -185,7 +238,7 @@ def prepare(
         )
     requests = []
     for out, request_ids, part in zip(outputs, ids, embedding.split(rows), strict=True):
-        item = ctx.family.embedding_item(out, part)
+        item = embedding_item(ctx.family, out, part)
         if fmt == "precomputed_full":  # the older docs' form: the whole processor output too
             item = {**out, **item}
         validate_image_data([item], input_ids=request_ids, hidden_size=timed.text_hidden_size)
@@ -194,20 +247,13 @@ def prepare(
     return requests, parts
 
 
-class _no_pool:
-    """Stands in for a thread pool where one image needs none."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 __all__ = [
+    "CLIENT_ENCODERS",
     "ENCODER_INPUTS",
     "FORMATS",
     "TimedEncoder",
+    "client_encoder",
+    "compile_layers",
     "embedding_rows",
     "merge_processor_outputs",
     "prepare",

@@ -16,11 +16,12 @@
   default thread count, one thread less per busy process, and one thread
   (OpenMP threads that spin-wait for a descheduled peer make every small
   parallel operation slow); plus a cProfile of one call.
-* ``encoder``: Qwen2.5-VL: transformers' tower against every
-  :class:`vlm_bench.qwen_tower.QwenTower` variant (``fast``, ``cudnn``,
-  ``varlen``; eager and ``+compile``) on the same weights, at the benchmark's
+* ``encoder``: every client encoder of the benchmark
+  (:data:`vlm_bench.prep.CLIENT_ENCODERS`) on the same weights: transformers'
+  forward of the checkpoint's module, and for Qwen2.5-VL the fast tower
+  (``fast``, ``cudnn``, ``varlen``; eager and ``+compile``), at the benchmark's
   image sizes (256, 1024, 4096 tokens) and ``--batch`` images of the largest
-  in one call. Llama 4: the encoder eager and with ``compile=True``. Medians
+  in one call. Llama 4: ``transformers`` and ``transformers+compile``. Medians
   of repeats timed on the wall clock with the GPU synchronised; each
   variant's error against transformers' float32 output at the middle size;
   a ``torch.profiler`` table of the kernels at the largest size.
@@ -29,7 +30,7 @@ The weights are the benchmark's own: the real-scale folders of
 :mod:`vlm_bench.realscale` (random vision weights), or the tiny
 checkpoints with ``--tiny``. :func:`best_encoder` reads a ``probe.json`` and
 names the fastest variant within rounding of transformers' tower, as
-``python -m vlm_bench`` options (``--best``).
+``python -m vlm_bench --client-encoder`` option (``--best``).
 
 Example:
     >>> main(["--tiny", "--out", "/tmp/probe", "--repeats", "2"])  # doctest: +SKIP
@@ -55,33 +56,26 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from vlm_tutorial.families import get_family
+from vlm_tutorial.families import QWEN2_5_VL, get_family
+
+from .prep import CLIENT_ENCODERS
 from .stats import summarize
 
 FAMILY_NAMES = ("qwen2_5_vl", "llama4")
 PARTS = ("processor", "encoder")
 
-#: Qwen2.5-VL encoder variants: name -> (QwenTower attention, compile).
-QWEN_VARIANTS: dict[str, tuple[str, bool]] = {
-    "fast": ("sdpa", False),
-    "cudnn": ("cudnn", False),
-    "varlen": ("varlen", False),
-    "fast+compile": ("sdpa", True),
-    "cudnn+compile": ("cudnn", True),
-    "varlen+compile": ("varlen", True),
-}
 
-#: The benchmark options (``python -m vlm_bench``) that time each variant.
-BENCH_OPTIONS: dict[str, list[str]] = {
-    "transformers": ["--encoder-attn", "reference"],
-    "transformers+compile": ["--encoder-attn", "reference", "--encoder-compile"],
-    "fast": ["--encoder-attn", "fast"],
-    "cudnn": ["--encoder-attn", "cudnn"],
-    "varlen": ["--encoder-attn", "varlen"],
-    "fast+compile": ["--encoder-attn", "fast", "--encoder-compile"],
-    "cudnn+compile": ["--encoder-attn", "cudnn", "--encoder-compile"],
-    "varlen+compile": ["--encoder-attn", "varlen", "--encoder-compile"],
-}
+def variants_for(family: str) -> list[str]:
+    """The client encoders the probe times for ``family`` by default.
+
+    Example:
+        >>> variants_for("llama4")
+        ['transformers', 'transformers+compile']
+    """
+    if get_family(family) is QWEN2_5_VL:
+        return [v for v in CLIENT_ENCODERS if v != "transformers+compile"]
+    return [v for v, (attention, _) in CLIENT_ENCODERS.items() if attention is None]
+
 
 QUESTION = "Describe this image in one sentence."
 
@@ -222,6 +216,7 @@ def processor_split(
 
     from vlm_tutorial.images import load_image
     from vlm_tutorial.prompts import build_prompt
+
     from .requests import run_processor
 
     sync = _sync_for(device if device != "cpu" else (to_device or "cpu"))
@@ -244,9 +239,7 @@ def processor_split(
         "image_processing": timed(
             lambda: processor.image_processor(images=[image], return_tensors="pt", **kwargs)
         ),
-        "tokenization": timed(
-            lambda: tokenizer([expanded], return_tensors="pt", **text_kwargs)
-        ),
+        "tokenization": timed(lambda: tokenizer([expanded], return_tensors="pt", **text_kwargs)),
         "token_count_check": timed(lambda: _image_token_counts(processor, ids)),
         "processor_call": timed(
             lambda: processor(
@@ -345,12 +338,15 @@ def run_processor_part(
 # --------------------------------------------------------------------------- encoder
 
 
-def _encoder_inputs(processor: Any, side: int, copies: int, device: str, dtype: Any) -> dict[str, Any]:
+def _encoder_inputs(
+    processor: Any, side: int, copies: int, device: str, dtype: Any
+) -> dict[str, Any]:
     import torch
 
     from vlm_tutorial.prompts import build_prompt
-    from .requests import run_processor
+
     from .inputs import bench_image
+    from .requests import run_processor
 
     prompt = build_prompt(processor, QUESTION, num_images=1)
     out = run_processor(processor, prompt, [bench_image(side)])
@@ -389,9 +385,7 @@ def _errors(got: Any, truth: Any) -> dict[str, float]:
     return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean())}
 
 
-def _cells(
-    sides: Sequence[int], batch: int
-) -> list[tuple[str, int, int]]:
+def _cells(sides: Sequence[int], batch: int) -> list[tuple[str, int, int]]:
     cells = [(f"{side}px", side, 1) for side in sides]
     if batch > 1:
         cells.append((f"{batch}x{sides[-1]}px", sides[-1], batch))
@@ -416,41 +410,32 @@ def run_encoder_part(
     import torch
     from transformers import AutoProcessor
 
-    from .qwen_tower import QwenTower, check_attention
     from vlm_tutorial.vision import load_vision_encoder
+
+    from .prep import client_encoder
 
     processor = AutoProcessor.from_pretrained(model)
     sync = _sync_for(device)
-    base = load_vision_encoder(model, device=device, dtype=dtype, attn="reference")
-    runners: dict[str, Callable[[dict[str, Any]], Any]] = {"transformers": base}
+    base = load_vision_encoder(model, device=device, dtype=dtype)
+    runners: dict[str, Callable[[dict[str, Any]], Any]] = {}
     skipped: dict[str, str] = {}
-    if family == "qwen2_5_vl":
-        for name, (attention, compiled) in QWEN_VARIANTS.items():
-            if variants is not None and name not in variants:
-                continue
-            try:
-                check_attention(attention, device, dtype)
-            except ValueError as exc:
-                skipped[name] = str(exc)
-                continue
-            tower = QwenTower(base.tower, attention=attention, compile=compiled)
-
-            def run_tower(inputs: dict[str, Any], t: QwenTower = tower) -> torch.Tensor:
-                return t(inputs["pixel_values"], inputs["image_grid_thw"])
-
-            runners[name] = run_tower
-    elif variants is None or "transformers+compile" in variants:
-        runners["transformers+compile"] = load_vision_encoder(
-            model, device=device, dtype=dtype, compile=True
-        )
-
+    for name in variants_for(family):
+        if variants is not None and name not in (*variants, "transformers"):
+            continue
+        try:
+            # transformers+compile compiles the module's layers in place: on weights of its own.
+            own = name == "transformers+compile"
+            weights = load_vision_encoder(model, device=device, dtype=dtype) if own else base
+            runners[name] = client_encoder(weights, name)
+        except ValueError as exc:
+            skipped[name] = str(exc)
     cells = _cells(sides, batch)
     inputs = {
         label: _encoder_inputs(processor, side, copies, device, dtype)
         for label, side, copies in cells
     }
     middle = cells[len(sides) // 2][0]
-    truth_encoder = load_vision_encoder(model, device=device, dtype=torch.float32, attn="reference")
+    truth_encoder = load_vision_encoder(model, device=device, dtype=torch.float32)
     with torch.inference_mode():
         truth = truth_encoder(
             {k: v.float() if v.is_floating_point() else v for k, v in inputs[middle].items()}
@@ -489,7 +474,12 @@ def run_encoder_part(
                     "errors_vs_fp32": errors,
                 }
             )
-        if profile_kernels and name in ("transformers", "fast", "varlen+compile", "transformers+compile"):
+        if profile_kernels and name in (
+            "transformers",
+            "fast",
+            "varlen+compile",
+            "transformers+compile",
+        ):
             largest = cells[len(sides) - 1][0]
 
             def largest_step(runner: Callable[..., Any] = runner, label: str = largest) -> Any:
@@ -520,7 +510,7 @@ def best_encoder(results: dict[str, Any], family: str) -> dict[str, Any] | None:
 
     Example:
         >>> best_encoder(json.loads(Path("probe.json").read_text()), "qwen2_5_vl")["options"]  # doctest: +SKIP
-        ['--encoder-attn', 'varlen', '--encoder-compile']
+        ['--client-encoder', 'varlen+compile']
     """
     part = results.get("encoder", {}).get(family)
     if not part:
@@ -530,14 +520,16 @@ def best_encoder(results: dict[str, Any], family: str) -> dict[str, Any] | None:
     reference = next(r for r in rows if r["variant"] == "transformers")
     limit = 2 * reference["errors_vs_fp32"]["max_abs"] or 1e-3
     candidates = [
-        r
-        for r in rows
-        if r["cell"] == largest and r["errors_vs_fp32"]["max_abs"] <= limit
+        r for r in rows if r["cell"] == largest and r["errors_vs_fp32"]["max_abs"] <= limit
     ]
     if not candidates:
         return None
     best = min(candidates, key=lambda r: r["median_ms"])
-    return {"variant": best["variant"], "row": best, "options": BENCH_OPTIONS[best["variant"]]}
+    return {
+        "variant": best["variant"],
+        "row": best,
+        "options": ["--client-encoder", best["variant"]],
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -634,7 +626,9 @@ def markdown(results: dict[str, Any]) -> str:
             first = row_cells[cells[len(cells) - 1]]["first_ms"]
             lines.append(
                 f"| {variant} | "
-                + " | ".join(_ms(row_cells[c]["median_ms"]) if c in row_cells else "–" for c in cells)
+                + " | ".join(
+                    _ms(row_cells[c]["median_ms"]) if c in row_cells else "–" for c in cells
+                )
                 + f" | {_ms(first)} | {err['max_abs']:.3g} ({err['mean_abs']:.2g}) |"
             )
         if part["skipped"]:
@@ -718,14 +712,6 @@ def _model(family: str, tiny: bool) -> str:
     return str(realscale_folder(family))
 
 
-def _strip_tensors(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip_tensors(v) for k, v in value.items() if k != "pixels"}
-    if isinstance(value, list):
-        return [_strip_tensors(v) for v in value]
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m vlm_bench.probe``; returns the exit status."""
     import torch
@@ -795,7 +781,6 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["seconds"] = round(time.perf_counter() - start, 2)
     results["meta"]["load_average_after"] = list(os.getloadavg())
     out.mkdir(parents=True, exist_ok=True)
-    results = _strip_tensors(results)
     if args.merge and (out / "probe.json").is_file():
         results = merge(json.loads((out / "probe.json").read_text()), results)
     (out / "probe.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -809,8 +794,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
-    "BENCH_OPTIONS",
-    "QWEN_VARIANTS",
     "best_encoder",
     "busy_processes",
     "main",
@@ -820,6 +803,7 @@ __all__ = [
     "run_encoder_part",
     "run_processor_part",
     "time_calls",
+    "variants_for",
 ]
 
 

@@ -24,7 +24,7 @@ and attends all the segments of a block at once, for every image of the call:
   rounding, not bit for bit.
 
 Example:
-    >>> fast = QwenTower(encoder.tower, attention="varlen", compile=True)  # doctest: +SKIP
+    >>> fast = QwenTower(encoder.module, attention="varlen", compile=True)  # doctest: +SKIP
     >>> fast(pixel_values, image_grid_thw).shape  # (image tokens, 2048)  # doctest: +SKIP
     torch.Size([4096, 2048])
 """
@@ -317,7 +317,7 @@ class QwenTower:
             raise ValueError(
                 f"the fast Qwen2.5-VL tower knows the MLP activations {sorted(_ACTIVATIONS)}, and "
                 f"this tower's config has hidden_act={act!r}; run transformers' forward "
-                "(attn='reference')"
+                "(--client-encoder transformers)"
             )
         self.tower = tower
         self.attention = attention
@@ -421,20 +421,28 @@ class QwenTower:
         return merged[torch.argsort(window_index)]
 
 
-def qwen_tower_forward(
-    tower: torch.nn.Module,
-    pixel_values: torch.Tensor,
-    grid_thw: torch.Tensor,
-    attention: str = "sdpa",
-) -> torch.Tensor:
-    """Run a loaded Qwen2.5-VL tower with batched attention, eagerly; see :class:`QwenTower`.
+class QwenEncoder:
+    """A loaded Qwen2.5-VL encoder's ``module`` run by :class:`QwenTower`, called like the encoder.
 
-    Returns the merged embeddings, ``pooler_output``.
+    ``encoder`` is what :func:`vlm_tutorial.load_vision_encoder` returns: its
+    ``module`` is transformers' tower, whose weights the fast forward reads.
 
     Example:
-        >>> emb = qwen_tower_forward(encoder.tower, pixel_values, image_grid_thw)  # doctest: +SKIP
+        >>> fast = QwenEncoder(load_vision_encoder(path), attention="sdpa")  # doctest: +SKIP
+        >>> fast(processor_output).shape  # doctest: +SKIP
+        torch.Size([64, 2048])
     """
-    return QwenTower(tower, attention=attention)(pixel_values, grid_thw)
+
+    def __init__(self, encoder: Any, attention: str = "sdpa", compile: bool = False) -> None:
+        self.tower = QwenTower(encoder.module, attention=attention, compile=compile)
+        self.family, self.text_hidden_size = encoder.family, encoder.text_hidden_size
+        self.device, self.dtype = encoder.device, encoder.dtype
+
+    def __call__(self, processor_output: Any) -> torch.Tensor:
+        pixels = torch.as_tensor(processor_output["pixel_values"])
+        with torch.inference_mode():
+            pixels = pixels.to(device=self.device, dtype=self.dtype)
+            return self.tower(pixels, processor_output["image_grid_thw"])
 
 
 __all__ = [
@@ -442,6 +450,6 @@ __all__ = [
     "QwenTower",
     "SegmentPlan",
     "VarlenSegments",
+    "QwenEncoder",
     "check_attention",
-    "qwen_tower_forward",
 ]

@@ -20,8 +20,8 @@ from the published configuration values:
   fits one GPU; the vision tower and projector stay whole.
 
 :func:`write_model_folder` writes ``config.json``, the processor and tokenizer
-(the tiny builder's byte-level tokenizer with every special token at its real
-id, ``vocab_size`` entries), the chat template and the generation config, plus
+(the tiny checkpoint's byte-level tokenizer with every special token at its real
+id; the real image processor settings), the chat template and the generation config, plus
 random bf16 weights: none, only the vision part (``weights="vision"``), or all
 of them sharded like the real checkpoint (``weights="all"``). SGLang loads such
 a folder with ``load_format="dummy"`` (random weights from the config alone);
@@ -42,7 +42,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,11 @@ QWEN2_5_VL_3B: dict[str, Any] = {
         "tie_word_embeddings": True,
     },
     # preprocessor_config.json: min_pixels 3136 (4 tokens), max_pixels 12845056 (16384 tokens).
-    "image": {"min_pixels": 3136, "max_pixels": 12845056},
+    "image": {
+        "min_pixels": 3136,
+        "max_pixels": 12845056,
+        "size": {"shortest_edge": 3136, "longest_edge": 12845056},
+    },
     # The real checkpoint: model-00001-of-00002.safetensors and model-00002-of-00002
     # (about 3.98 GB and 3.53 GB), visual.* first.
     "max_shard_bytes": 4_000_000_000,
@@ -164,7 +168,7 @@ LLAMA4_SCOUT: dict[str, Any] = {
         "tie_word_embeddings": False,
     },
     # Llama4ImageProcessor: 336 px tiles, at most 16 tiles (plus a global one).
-    "image": {"tile_size": 336, "max_patches": 16},
+    "image": {"size": {"height": 336, "width": 336}, "max_patches": 16},
     "max_shard_bytes": 5_000_000_000,
 }
 
@@ -364,11 +368,22 @@ def write_random_weights(
 
 
 def _write_processor(name: str, out: Path) -> None:
-    # The tiny builder's tokenizer/processor writer: real special ids, vocab_size entries.
-    from vlm_tutorial.offline.tiny.builder import save_generation_config, save_tokenizer_and_processor
+    """The tiny checkpoint's tokenizer (the real special-token ids), chat template, generation
+    config and processor, with the real model's image processor settings."""
+    from vlm_tutorial.offline.tiny import tiny_model_path
 
-    save_tokenizer_and_processor(name, out, image=dict(REAL_SCALE[name]["image"]))
-    save_generation_config(name, out)
+    tiny = tiny_model_path(name)
+    for file in tiny.iterdir():
+        if file.suffix in (".json", ".jinja") and file.name not in _NOT_PROCESSOR:
+            shutil.copyfile(file, out / file.name)
+    path = out / "processor_config.json"
+    config = json.loads(path.read_text())
+    config["image_processor"].update(REAL_SCALE[name]["image"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+#: The files of a tiny checkpoint that are not its tokenizer and processor.
+_NOT_PROCESSOR = ("config.json", "model.safetensors.index.json", "tiny_model.json")
 
 
 def write_model_folder(
@@ -493,16 +508,6 @@ class _staging:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-def iter_files(folder: str | os.PathLike) -> Iterator[Path]:
-    """The regular files of a checkpoint folder, sorted.
-
-    Example:
-        >>> [p.name for p in iter_files(folder)][:1]  # doctest: +SKIP
-        ['chat_template.jinja']
-    """
-    return iter(sorted(p for p in Path(folder).iterdir() if p.is_file()))
-
-
 __all__ = [
     "LLAMA4_ONE_GPU_LAYERS",
     "LLAMA4_SCOUT",
@@ -512,7 +517,6 @@ __all__ = [
     "checkpoint_tensors",
     "hub_key",
     "is_vision_key",
-    "iter_files",
     "parameter_count",
     "plan_shards",
     "real_config",

@@ -28,7 +28,12 @@ from collections.abc import Callable
 from typing import Any
 
 from vlm_tutorial.errors import RequestFormatError
-from vlm_tutorial.families import PRECOMPUTED_EMBEDDING, detect_family, family_of_processor
+from vlm_tutorial.families import (
+    PRECOMPUTED_EMBEDDING,
+    ModelFamily,
+    detect_family,
+    family_of_processor,
+)
 from vlm_tutorial.images import load_image
 from vlm_tutorial.validation import validate_image_data
 
@@ -124,6 +129,22 @@ def _ids(processor_output: Any) -> list[int]:
     return processor_output["input_ids"][0].tolist()
 
 
+def embedding_item(family: ModelFamily, processor_output: Any, embedding: Any) -> dict[str, Any]:
+    """The ``image_data`` dict that carries a precomputed ``embedding`` to SGLang 0.5.17.
+
+    Only what SGLang reads travels (no pixels): the family's
+    ``embedding_format`` and ``embedding_key``, and its ``embedding_extra_keys``
+    of the processor output (Qwen2.5-VL: ``image_grid_thw``, for the rope positions).
+
+    Example:
+        >>> from vlm_tutorial.families import LLAMA4
+        >>> sorted(embedding_item(LLAMA4, {"pixel_values": None}, "EMB"))
+        ['format', 'precomputed_embeddings']
+    """
+    item = {"format": family.embedding_format, family.embedding_key: embedding}
+    return item | {key: processor_output[key] for key in family.embedding_extra_keys}
+
+
 def processor_output_request(
     processor: Any, prompt: str, images: Any, **processor_kwargs: Any
 ) -> Request:
@@ -159,7 +180,7 @@ def precomputed_embedding_request(
     ``(num_image_tokens, text_hidden)``, e.g. the result of
     :func:`~vlm_tutorial.load_vision_encoder`; it may also be such a tensor,
     computed earlier for the same images (reuse). The dict carries only what
-    the model reads (:meth:`~vlm_tutorial.families.ModelFamily.embedding_item`):
+    the model reads (:func:`embedding_item`):
     no pixel tensors travel. ``keep_processor_output=True`` (Qwen2.5-VL only,
     for teaching) adds every key of the processor output, pixels included, as
     the original SGLang docs did: SGLang ships each key between its processes.
@@ -179,7 +200,7 @@ def precomputed_embedding_request(
         )
     inputs = run_processor(processor, prompt, images, **processor_kwargs)
     embeddings = encoder(inputs) if callable(encoder) else encoder
-    item = family.embedding_item(inputs, embeddings)
+    item = embedding_item(family, inputs, embeddings)
     if keep_processor_output:
         item = {**inputs, **item}
     request = {"input_ids": _ids(inputs), "image_data": [item]}
@@ -223,10 +244,10 @@ def describe_request(request: Request) -> dict[str, Any]:
 
 
 __all__ = [
+    "embedding_item",
     "raw_request",
     "run_processor",
     "processor_output_request",
     "precomputed_embedding_request",
     "describe_request",
 ]
-

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 #: How each backend's time to first token is measured (written into the results).
@@ -62,9 +62,6 @@ class EngineTiming:
     total_s: float
     prompt_tokens: list[int] = field(default_factory=list)
     completion_tokens: list[int] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def batch_request(requests: Sequence[dict[str, Any]]) -> dict[str, Any]:

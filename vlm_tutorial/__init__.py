@@ -1,16 +1,7 @@
-"""vlm_tutorial: what the notebooks share for querying vision-language models through SGLang's offline Engine.
+"""vlm_tutorial: what the notebooks share for querying vision-language models through SGLang.
 
-One module per idea: ``families`` (the registry of every difference between
-Qwen2.5-VL and Llama 4, engine arguments included), ``prompts``, ``images``,
-``validation``, ``vision`` (the checkpoint's own vision module, loaded alone),
-``settings`` (notebook parameters and engine arguments), ``report`` and
-``errors``. The CPU stand-in for machines without a GPU lives in
-:mod:`vlm_tutorial.offline`.
-
-Example:
-    >>> import vlm_tutorial
-    >>> vlm_tutorial.get_family("qwen2_5_vl").real_model_id
-    'Qwen/Qwen2.5-VL-3B-Instruct'
+One module per idea: ``families``, ``prompts``, ``images``, ``validation``, ``vision``,
+``settings``, ``report``, ``errors``; the CPU stand-in lives in :mod:`vlm_tutorial.offline`.
 """
 
 from .errors import ImageLoadError, RequestFormatError, VisionWeightsError, VLMTutorialError

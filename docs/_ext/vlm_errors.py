@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import builtins
 import dataclasses
-import functools
 import importlib
 import inspect
 import sys
@@ -232,33 +231,16 @@ def find_sites(names: set[str], raised_only: bool = False) -> list[Site]:
     return sites
 
 
-@functools.cache
-def _api_modules() -> frozenset[str]:
-    from vlm_api import public_modules  # the modules the API reference documents
-
-    return frozenset(public_modules())
-
-
 def _documented(module: str, qualname: str) -> bool:
-    """Whether ``module.qualname`` is a public function or method that autodoc documents."""
-    if module not in _api_modules():
-        return False  # private modules, __main__, folders without __init__.py
+    """Whether ``module.qualname`` has an entry on the API pages (``vlm_api`` decides)."""
     try:
-        mod = importlib.import_module(module)
-    except Exception:
+        from vlm_api import is_documented  # the names the API reference documents
+    except ImportError:  # run as a script outside docs/_ext
         return False
-    top = qualname.split(".")[0]
-    exported = getattr(mod, "__all__", None)
-    if exported is not None and top not in exported:
+    try:
+        return bool(is_documented(f"{module}.{qualname}"))
+    except Exception:  # the package is being changed: fall back to plain code
         return False
-    obj: Any = mod
-    for part in qualname.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            return False
-    if getattr(getattr(mod, top), "__module__", module) != module:
-        return False  # imported from elsewhere: documented there
-    return callable(obj) and getattr(obj, "__doc__", None) is not None
 
 
 def _link(module: str, qualname: str) -> str:
@@ -325,8 +307,11 @@ def render_catalogue() -> str:
         out += [f"({cls.__name__.lower()})=", f"### {cls.__name__}", ""]
         parents = [b.__name__ for b in cls.__bases__ if b is not object]
         base = _builtin_base(cls)
+        named = (
+            f"{{py:class}}`{qual}`" if _documented(cls.__module__, cls.__name__) else _code(qual)
+        )
         out.append(
-            f"{{py:class}}`{qual}` (subclass of {', '.join(f'`{p}`' for p in parents)}): "
+            f"{named} (subclass of {', '.join(f'`{p}`' for p in parents)}): "
             f"catch it as `{cls.__name__}`, or as the built-in `{base}`."
         )
         out += ["", _docstring(cls), ""]

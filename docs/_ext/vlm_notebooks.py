@@ -7,6 +7,12 @@ Sphinx starts, writes ``docs/notebooks/index.md`` with one row per notebook, and
 links each CPU copy to the copy executed with SGLang on a GPU (``docs/gpu/<name>.ipynb``)
 when one is committed. MyST-NB renders them as they are (``nb_execution_mode = "off"``).
 
+A GPU copy is rendered only while its code cells are those of the current notebook
+(papermill's injected parameters aside). A copy recorded from an older version of
+the notebook is left out of the site (``exclude_patterns``) and the notebooks page
+says so, with the card and the date of the recording, until the next GPU record
+(``python tools/gpu_check.py --stage notebooks``) replaces it.
+
 Every notebook page, CPU or GPU, gets a note under its title naming the engine and
 the model that produced the outputs shown. They are read from the notebook's
 metadata ``metadata["vlm_tutorial"]["engine"]`` and ``["model"]`` (written by the
@@ -35,6 +41,7 @@ from sphinx.util import logging
 logger = logging.getLogger(__name__)
 
 METADATA_KEY = "vlm_tutorial"
+INJECTED_TAG = "injected-parameters"  # papermill's cell of the run's parameters
 STAGE_DIR = "notebooks"
 ENV_VAR = "VLM_DOCS_NOTEBOOKS"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -145,6 +152,29 @@ def drop_widget_outputs(nb: dict[str, Any]) -> int:
     return removed
 
 
+def code_cells(nb: dict[str, Any]) -> list[str]:
+    """The sources of the code cells, without papermill's injected-parameters cell."""
+    return [
+        _text(cell.get("source", "")).rstrip()
+        for cell in nb.get("cells", [])
+        if cell.get("cell_type") == "code"
+        and INJECTED_TAG not in cell.get("metadata", {}).get("tags", [])
+    ]
+
+
+def recorded_on(nb: dict[str, Any], results: Path) -> str:
+    """``"NVIDIA H200, 2026-12-01"``: the card (from the GPU record's ``results.json``) and
+    the day papermill ran the copy; ``"a GPU, date not recorded"`` where unknown."""
+    card = "a GPU"
+    try:
+        names = json.loads(results.read_text(encoding="utf-8"))["environment"]["gpu_names"]
+        card = ", ".join(sorted(set(map(str, names)))) or card
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    started = nb.get("metadata", {}).get("papermill", {}).get("start_time") or ""
+    return f"{card}, {started[:10] or 'date not recorded'}"
+
+
 def _text(value: Any) -> str:
     return "".join(value) if isinstance(value, list) else str(value)
 
@@ -188,15 +218,26 @@ def stage_notebooks(app: Sphinx, config: Config) -> None:
     for path in executed:
         _copy_if_changed(path.read_bytes(), stage / path.name)
     gpu_dir = confdir / config.vlm_notebooks_gpu_dir
-    gpu = sorted(gpu_dir.glob("*.ipynb")) if gpu_dir.is_dir() else []
+    recorded = sorted(gpu_dir.glob("*.ipynb")) if gpu_dir.is_dir() else []
+    gpu, stale = [], {}
+    for path in recorded:
+        current = confdir.parent / "notebooks" / path.name
+        nb = _read(path)
+        if current.is_file() and code_cells(nb) == code_cells(_read(current)):
+            gpu.append(path)
+        else:  # recorded from an older notebook: not shown as if it were current
+            stale[path.stem] = recorded_on(nb, gpu_dir / "results.json")
+            config.exclude_patterns.append(f"{config.vlm_notebooks_gpu_dir}/{path.name}")
     page = notebooks_index(
         _ordered(executed, config.vlm_notebooks_order),
         _ordered(gpu, config.vlm_notebooks_order),
         config.vlm_notebooks_gpu_dir,
+        stale,
     )
     _copy_if_changed(page.encode(), stage / "index.md")
     logger.info(
-        f"[vlm_notebooks] {len(executed)} executed notebooks from {source}, {len(gpu)} GPU copies"
+        f"[vlm_notebooks] {len(executed)} executed notebooks from {source}, {len(gpu)} GPU "
+        f"copies rendered, {len(stale)} recorded from an older notebook left out"
     )
 
 
@@ -226,8 +267,15 @@ def _describe(nb: dict[str, Any]) -> str:
     return f"engine {_escape(info['engine'])}; model {_escape(info['model'])}"
 
 
-def notebooks_index(cpu: list[Path], gpu: list[Path], gpu_dir: str) -> str:
-    """The Markdown of ``docs/notebooks/index.md``: CPU and GPU copies side by side."""
+def notebooks_index(
+    cpu: list[Path], gpu: list[Path], gpu_dir: str, stale: dict[str, str] | None = None
+) -> str:
+    """The Markdown of ``docs/notebooks/index.md``: CPU and GPU copies side by side.
+
+    ``stale`` maps a notebook's name to where and when its GPU copy was recorded, for
+    copies recorded from an older version of the notebook (listed, not linked).
+    """
+    stale = stale or {}
     cpu_by_name = {path.stem: path for path in cpu}
     gpu_by_name = {path.stem: path for path in gpu}
     names = list(cpu_by_name) + [name for name in gpu_by_name if name not in cpu_by_name]
@@ -236,11 +284,18 @@ def notebooks_index(cpu: list[Path], gpu: list[Path], gpu_dir: str) -> str:
         "",
         "Each notebook is rendered with the outputs of a real run. The notebooks are committed",
         "without outputs; `python -m tools.run_notebooks` executes them with papermill",
-        "(tiny random-weight models on the CPU by default) and the docs show those executed copies.",
+        "(on the CPU by default, with tiny models of the real architectures trained on toy",
+        "pictures) and the docs show those executed copies.",
     ]
     if gpu:
         lines.append(
             "Copies executed with SGLang on a GPU are listed beside them (see {doc}`/gpu`)."
+        )
+    elif stale:
+        lines.append(
+            "The copies executed with SGLang on a GPU that are committed under `docs/gpu/` were "
+            "recorded from older versions of the notebooks, so they are not shown; {doc}`/gpu` "
+            "says how to record new ones."
         )
     else:
         lines.append(
@@ -262,7 +317,13 @@ def notebooks_index(cpu: list[Path], gpu: list[Path], gpu_dir: str) -> str:
             lines.append(f"  - {{doc}}`{label} </{docname}>`: {_describe(_read(path))}")
         if name in cpu_by_name:  # the sidebar lists each notebook once: GPU copies are under /gpu
             toctree.append(f"/{STAGE_DIR}/{name}")
-        if name not in gpu_by_name:
+        if name in stale:
+            lines.append(
+                f"  - recorded on a GPU with SGLang: on {_escape(stale[name])}, from an older "
+                "version of this notebook, so not shown here; the next GPU record "
+                "(`python tools/gpu_check.py --stage notebooks`) replaces it"
+            )
+        elif name not in gpu_by_name:
             lines.append("  - recorded on a GPU with SGLang: not yet")
     lines += ["", ":::{toctree}", ":hidden:", ":maxdepth: 1", "", *toctree, ":::", ""]
     return "\n".join(lines)

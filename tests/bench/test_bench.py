@@ -1,13 +1,16 @@
 """Tests of the format benchmark (vlm_bench): its command line, outputs and helpers.
 
-The end-to-end test runs ``python -m vlm_bench --quick`` on the tiny
-models in a subprocess and checks what it writes; nothing here asserts
-anything about speed.
+The end-to-end test runs ``python -m vlm_bench --quick``'s ``main`` on the
+tiny models in this process and checks what it writes; nothing here asserts
+anything about speed, and no wall-clock limit applies.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import math
 import re
 import subprocess
 import sys
@@ -18,13 +21,16 @@ import torch
 
 from vlm_bench import realscale
 from vlm_bench.cases import FORMATS, LIMIT_VARIANTS, formats_for, planned_units
-from vlm_bench.cli import build_parser, default_out, model_kind, sglang_engine_args
-from vlm_bench.inputs import (
-    encode,
-    image_side_for_tokens,
-    question_ids_with_image,
-    text_only_ids,
+from vlm_bench.cli import (
+    build_parser,
+    default_out,
+    engine_args,
+    engine_runs,
+    main,
+    memory_fraction,
+    model_kind,
 )
+from vlm_bench.inputs import encode, question_ids_with_image, text_only_ids
 from vlm_bench.output import (
     FORMAT_COLOURS,
     draw_figure,
@@ -33,60 +39,75 @@ from vlm_bench.output import (
     markdown_report,
     summarize_records,
 )
+from vlm_bench.requests import run_processor
 from vlm_bench.stats import iqr, median, quartiles, ratio, summarize
 from vlm_bench.timing import batch_request, sampling_params
 from vlm_tutorial.families import LLAMA4, QWEN2_5_VL, get_family
-from vlm_tutorial.prompts import build_prompt
-from vlm_bench.requests import run_processor
 from vlm_tutorial.offline.tiny import tiny_model_path
+from vlm_tutorial.prompts import build_prompt
+from vlm_tutorial.settings import merge_engine_args
 
 FAMILIES = ["qwen2_5_vl", "llama4"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+GiB = 2**30
 
 
-def bench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vlm_bench", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+def bench(*args: str) -> tuple[int, str]:
+    """``main(args)`` in this process: its exit status and what it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(list(args))
+    return status, out.getvalue()
 
 
 # --------------------------------------------------------------------------- command line
 
 
-def test_help_lists_the_options():
-    out = bench("--help", timeout=60)
+def test_help_runs_as_a_module_and_lists_the_options():
+    # A hang guard far above the second or two it takes, not a time limit.
+    out = subprocess.run(
+        [sys.executable, "-m", "vlm_bench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
-    for option in (
-        "--quick",
-        "--family",
-        "--backend",
-        "--model",
-        "--repeats",
-        "--warmup",
-        "--batch",
-        "--out",
-        "--cases",
-    ):
+    for option in ("--quick", "--family", "--backend", "--model", "--repeats", "--batch",
+                   "--out", "--cases", "--client-encoder", "--reuse-caches"):  # fmt: skip
         assert option in out.stdout
     assert "precomputed" in out.stdout
 
 
-def test_unknown_case_is_refused_before_any_work():
-    out = bench("--cases", "formats,speed", timeout=60)
-    assert out.returncode == 2
-    assert "speed" in out.stderr and "formats" in out.stderr
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--cases", "formats,speed"], ["speed", "formats"]),
+        (["--reuse-caches", "off,warm"], ["warm", "default"]),
+        (["--client-encoder", "flash"], ["flash", "varlen+compile"]),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert all(word in err for word in words), err
+
+
+def test_a_fast_tower_for_llama4_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="'transformers' and 'transformers\\+compile'"):
+        bench("--quick", "--family", "llama4", "--client-encoder", "fast", "--out", "/nonexistent")
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("bench")
-    out = bench("--quick", "--no-progress", "--out", str(out_dir))
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out_dir, json.loads((out_dir / "results.json").read_text()), out
+    threads = torch.get_num_threads()
+    status, printed = bench("--quick", "--no-progress", "--out", str(out_dir))
+    assert status == 0
+    assert torch.get_num_threads() == threads  # main() leaves its caller's threads as they were
+    return out_dir, json.loads((out_dir / "results.json").read_text()), printed
 
 
 def test_quick_run_writes_json_with_metadata(quick_run):
@@ -101,6 +122,9 @@ def test_quick_run_writes_json_with_metadata(quick_run):
     assert settings["backend"] == "transformers" and settings["quick"] is True
     assert settings["model_kind"] == "tiny"
     assert settings["cases"] == ["formats", "reuse", "limit"]
+    assert settings["client_encoder"] == "fast"  # the fast tower, on encoder.module's weights
+    assert settings["reuse_caches"] == [None]  # the reference engine has no SGLang caches
+    assert "- client encoder: fast" in (out_dir / "results.md").read_text()
 
 
 def test_quick_run_records_every_variant_with_all_timings(quick_run):
@@ -118,6 +142,7 @@ def test_quick_run_records_every_variant_with_all_timings(quick_run):
         1,
     )
     assert len(records) == expected
+    assert {r["caches"] for r in records} == {None}
     seen = {(r["case"], r["variant"]) for r in records}
     assert {("formats", f) for f in FORMATS} <= seen
     assert {("reuse", "raw"), ("reuse", "reuse")} <= seen
@@ -157,7 +182,7 @@ def test_quick_run_summary_and_ratios(quick_run):
 
 
 def test_quick_run_writes_markdown_and_svg(quick_run):
-    out_dir, results, out = quick_run
+    out_dir, results, printed = quick_run
     table = (out_dir / "results.md").read_text()
     assert "## (a) Formats" in table and "## (b) Reuse" in table and "## (c) The limit" in table
     assert "| image px | image tokens | prompt ids |" in table
@@ -166,15 +191,15 @@ def test_quick_run_writes_markdown_and_svg(quick_run):
     svg = (out_dir / "results.svg").read_text()
     assert "<svg" in svg and "</svg>" in svg
     assert results["figure"] is True
-    assert "wrote" in out.stdout
+    assert "wrote" in printed
 
 
 def test_replot_rewrites_table_and_figure_from_json(quick_run, tmp_path):
     out_dir, _, _ = quick_run
     copy = tmp_path / "results.json"
     copy.write_text((out_dir / "results.json").read_text())
-    out = bench("--replot", str(copy), timeout=120)
-    assert out.returncode == 0, out.stderr
+    status, _ = bench("--replot", str(copy))
+    assert status == 0
     assert (tmp_path / "results.md").read_text() == (out_dir / "results.md").read_text()
     assert (tmp_path / "results.svg").is_file()
 
@@ -286,12 +311,6 @@ def test_question_ids_with_image_equal_the_processor_output(processors, family):
     assert ids != base_ids
 
 
-def test_image_side_for_tokens():
-    assert [image_side_for_tokens(t) for t in (256, 1024, 4096)] == [448, 896, 1792]
-    with pytest.raises(ValueError, match="perfect square"):
-        image_side_for_tokens(1000)
-
-
 # --------------------------------------------------------------------------- small helpers
 
 
@@ -314,18 +333,59 @@ def test_formats_per_family():
     assert "precomputed_full" not in formats_for(LLAMA4)
 
 
-def test_sglang_engine_args_turn_both_caches_off_and_keep_user_choices(monkeypatch):
-    monkeypatch.setenv("VLM_TUTORIAL_ENGINE_ARGS", '{"mem_fraction_static": 0.7}')
-    args = sglang_engine_args(
-        "qwen2_5_vl", "realscale-dummy", 8, False, {"attention_backend": "fa3"}
+def test_engine_args_go_over_the_tutorial_values_and_the_machine_file(monkeypatch):
+    """Merge order: the family's tutorial values, VLM_TUTORIAL_ENGINE_ARGS, the benchmark's."""
+    monkeypatch.setenv(
+        "VLM_TUTORIAL_ENGINE_ARGS", '{"mem_fraction_static": 0.7, "attention_backend": "triton"}'
     )
-    assert args["disable_radix_cache"] is True
-    assert args["cuda_graph_max_bs_decode"] == 8 and args["disable_prefill_cuda_graph"] is True
-    assert args["load_format"] == "dummy"
-    assert args["attention_backend"] == "fa3" and args["mem_fraction_static"] == 0.7
-    on = sglang_engine_args("qwen2_5_vl", "tiny", 1, True, {"disable_cuda_graph": True})
-    assert on["disable_radix_cache"] is False and "cuda_graph_max_bs_decode" not in on
-    assert "load_format" not in on
+    path = tiny_model_path("qwen2_5_vl")
+    settings = {"model": str(path), "model_kind": "tiny", "engine_args_cli": {}}
+    off = merge_engine_args(path, engine_args(settings, "off"))
+    assert off["disable_radix_cache"] is True and off["attention_backend"] == "triton"
+    assert off["mem_fraction_static"] == 0.7  # the machine's value over the tutorial's
+    assert "load_format" not in off
+    settings["engine_args_cli"] = {"mem_fraction_static": 0.65}
+    default = merge_engine_args(path, engine_args(settings, "default"))
+    assert default["disable_radix_cache"] is False and default["mem_fraction_static"] == 0.65
+
+
+def test_a_realscale_model_gets_a_memory_fraction_from_the_gpu(tmp_path, monkeypatch):
+    folder = realscale.write_model_folder("qwen2_5_vl", tmp_path / "q", weights="none")
+    settings = {"model": str(folder), "model_kind": model_kind(folder), "engine_args_cli": {}}
+    assert settings["model_kind"] == "realscale-dummy"
+    total = int(79.2 * GiB)  # an H100 80 GB as torch sees it, 2 GiB held by the client
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (total - 2 * GiB, total))
+    args = engine_args(settings, "radix")
+    assert args["load_format"] == "dummy" and args["disable_radix_cache"] is False
+    weights = (
+        2 * realscale.parameter_count("qwen2_5_vl", realscale.real_config("qwen2_5_vl"))["total"]
+    )
+    assert (2 * GiB + weights) / total < args["mem_fraction_static"] <= 0.9
+
+
+def test_memory_fraction_fits_llama4_realscale_on_80_and_141_gb_cards():
+    config = realscale.real_config("llama4", realscale.LLAMA4_ONE_GPU_LAYERS)
+    weights = 2 * realscale.parameter_count("llama4", config)["total"]
+    h100 = memory_fraction(weights, 2 * GiB, int(79.19 * GiB))
+    # SGLang on the H100 said: "Raise --mem-fraction-static above 0.513" (issue 22); 0.8 ran.
+    assert 0.513 < h100 <= 0.8
+    h200 = memory_fraction(weights, 2 * GiB, int(139.8 * GiB))
+    assert (2 * GiB + weights) / (139.8 * GiB) < h200 < h100
+    with pytest.raises(SystemExit, match="larger GPU"):
+        memory_fraction(weights, 2 * GiB, 40 * GiB)
+
+
+def test_one_engine_per_cache_setting_and_every_case_with_the_caches_off():
+    settings = {"cases": ["formats", "reuse", "limit"], "reuse_caches": ["off", "radix", "default"]}
+    assert engine_runs(settings) == [
+        ("off", ["formats", "reuse", "limit"]),
+        ("radix", ["reuse"]),
+        ("default", ["reuse"]),
+    ]
+    settings["reuse_caches"] = ["default"]
+    assert engine_runs(settings) == [("off", ["formats", "limit"]), ("default", ["reuse"])]
+    reference = {"cases": ["reuse", "load"], "reuse_caches": [None]}
+    assert engine_runs(reference) == [(None, ["reuse"])]
 
 
 def test_model_kind(tmp_path):
@@ -342,7 +402,7 @@ def _record(case, variant, side, ttft, total, prep=0.0, **extra):
         "variant": variant,
         "side": side,
         "batch": 1,
-        "radix": None,
+        "caches": None,
         "prep": {"encoder_s": prep},
         "prep_s": prep,
         "ttft_s": ttft,
@@ -522,6 +582,8 @@ def test_config_only_folder_loads_with_real_ids(tmp_path):
 
 
 def test_load_child_measures_a_vision_only_load():
+    from safetensors import safe_open
+
     from vlm_bench import loading
 
     path = tiny_model_path("qwen2_5_vl", "text-heavy")
@@ -530,9 +592,14 @@ def test_load_child_measures_a_vision_only_load():
     assert row["seconds"] > 0 and row["read_bytes"] >= 0
     assert row["peak_rss"] >= row["rss_before"] > 0
     index = json.loads((path / "model.safetensors.index.json").read_text())["weight_map"]
-    vision_files = {f for k, f in index.items() if k.startswith("visual.")}
-    assert set(row["files_opened"]) == vision_files
-    assert row["file_bytes"] < sum((path / f).stat().st_size for f in set(index.values()))
+    vision = 0
+    for shard in set(index.values()):
+        with safe_open(str(path / shard), framework="pt") as f:
+            names = [k for k in f.keys() if k.startswith("visual.")]  # noqa: SIM118 (no __iter__)
+            shapes = [f.get_slice(k).get_shape() for k in names]
+            vision += sum(math.prod(shape) for shape in shapes)
+    assert row["vision_parameters"] == vision  # the loaded module holds every vision tensor
+    assert 0 < row["file_bytes"] < sum((path / f).stat().st_size for f in set(index.values()))
 
 
 # --------------------------------------------------------------------------- timing without a GPU
@@ -598,6 +665,40 @@ def test_reference_timing_takes_ttft_from_a_one_token_call():
     assert timing.completion_tokens == [5] and timing.prompt_tokens == [7]
     with pytest.raises(ValueError, match="unknown backend"):
         time_generate(engine, "vllm", {"prompt": "x"}, 5)
+
+
+def test_reuse_table_names_each_cache_setting():
+    records = [
+        _record("reuse", variant, 448, 1.0, t, k=4, caches=caches)
+        for caches in ("off", "default")
+        for variant, t in (("raw", 3.0), ("reuse", 2.0))
+    ]
+    summary = summarize_records(records)
+    ratios = headline_ratios(summary)
+    assert {(r["caches"], r["raw_over_reuse"]) for r in ratios["reuse"]} == {
+        ("off", 1.5),
+        ("default", 1.5),
+    }
+    results = {
+        "meta": {"command": "c", "device": {"name": "d"}, "versions": {}},
+        "settings": {
+            "family": "qwen2_5_vl",
+            "backend": "sglang",
+            "model": "m",
+            "model_kind": "tiny",
+            "repeats": 1,
+            "warmup": 0,
+            "max_new_tokens": 4,
+            "ttft_method": "m",
+        },  # fmt: skip
+        "summary": summary,
+        "ratios": ratios,
+        "engines": {"caches_off": {"engine_args": {"mem_fraction_static": 0.64}}},
+    }
+    text = markdown_report(results)
+    assert '- engine arguments (caches_off): `{"mem_fraction_static": 0.64}`' in text
+    assert "| 4 | off | reuse |" in text
+    assert "| 4 | SGLang's defaults (radix + vision) | reuse |" in text
 
 
 def test_merge_keeps_what_the_new_run_did_not_redo():

@@ -1,8 +1,10 @@
 """Tests of vlm_bench.qwen_tower: the fast Qwen2.5-VL tower against transformers' own forward.
 
-On the CPU the eager fast tower must give the very bits of transformers' tower;
-the compiled one agrees to rounding. The GPU paths (varlen, compiled at
-bfloat16) are checked in tests/gpu/test_fast_tower_on_gpu.py.
+The fast tower runs on the weights of ``encoder.module`` (transformers' tower,
+which the learner's encoder runs). On the CPU the eager fast tower must give
+the very bits of transformers' tower; the compiled one agrees to rounding. The
+GPU paths (varlen, compiled at bfloat16) are checked in
+tests/gpu/test_fast_tower_on_gpu.py.
 """
 
 from __future__ import annotations
@@ -13,10 +15,16 @@ import torch
 from PIL import Image
 
 from vlm_bench import qwen_tower
-from vlm_tutorial import vision
-from vlm_tutorial.prompts import build_prompt
-from vlm_bench.qwen_tower import QwenTower, SegmentPlan, VarlenSegments, check_attention
+from vlm_bench.prep import client_encoder
+from vlm_bench.qwen_tower import (
+    QwenEncoder,
+    QwenTower,
+    SegmentPlan,
+    VarlenSegments,
+    check_attention,
+)
 from vlm_tutorial.offline.tiny import tiny_model_path
+from vlm_tutorial.prompts import build_prompt
 from vlm_tutorial.vision import load_vision_encoder
 
 
@@ -37,13 +45,18 @@ def batch():
 
 
 @pytest.fixture(scope="module")
-def towers():
-    """transformers' tower of the tiny checkpoint, in float32 and bfloat16."""
+def encoders():
+    """The learner's encoder of the tiny checkpoint, in float32 and bfloat16."""
     path = tiny_model_path("qwen2_5_vl")
     return {
-        dtype: load_vision_encoder(path, dtype=dtype, attn="reference").tower
-        for dtype in (torch.float32, torch.bfloat16)
+        dtype: load_vision_encoder(path, dtype=dtype) for dtype in (torch.float32, torch.bfloat16)
     }
+
+
+@pytest.fixture(scope="module")
+def towers(encoders):
+    """transformers' tower: the encoder's module."""
+    return {dtype: encoder.module for dtype, encoder in encoders.items()}
 
 
 def reference(tower, batch) -> torch.Tensor:
@@ -65,12 +78,17 @@ def test_eager_tower_is_bit_identical_to_transformers(towers, batch, dtype):
     rows = int(batch["image_grid_thw"].prod(-1).sum()) // 4
     assert got.shape == (rows, tower.config.out_hidden_size)
     assert torch.equal(got, expected)
-    # The function form, still importable from vision, runs the same path.
-    with torch.inference_mode():
-        again = vision.qwen_tower_forward(
-            tower, batch["pixel_values"].to(dtype), batch["image_grid_thw"]
-        )
-    assert torch.equal(again, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fast_client_encoder_gives_the_learners_rows(encoders, batch, dtype):
+    """The benchmark's fast encoder and the notebooks' encoder: the same rows, same bits."""
+    encoder = encoders[dtype]
+    fast = client_encoder(encoder, "fast")
+    assert isinstance(fast, QwenEncoder) and fast.tower.tower is encoder.module  # shared weights
+    assert fast.text_hidden_size == encoder.text_hidden_size
+    assert torch.equal(fast(batch), encoder(batch))
+    assert client_encoder(encoder, "transformers") is encoder
 
 
 def test_images_in_one_call_equal_images_one_by_one(towers, batch):
@@ -187,21 +205,14 @@ def test_check_attention_accepts_what_runs():
     check_attention("cudnn", "cuda", torch.float32)
 
 
-def test_load_vision_encoder_refuses_varlen_on_cpu_before_loading(monkeypatch):
-    def no_loading(*args, **kwargs):
-        raise AssertionError("weights were loaded before the argument check")
-
-    monkeypatch.setattr(vision, "_load_qwen", no_loading)
+def test_client_encoder_refuses_what_cannot_run_here(encoders):
     with pytest.raises(ValueError, match="CUDA only"):
-        load_vision_encoder(tiny_model_path("qwen2_5_vl"), attn="varlen")
-
-
-def test_compile_needs_the_qwen_fast_tower():
-    with pytest.raises(ValueError, match="compile=True"):
-        load_vision_encoder(tiny_model_path("qwen2_5_vl"), attn="reference", compile=True)
-    # Valid twin: building the compiled encoder compiles nothing yet.
-    encoder = load_vision_encoder(tiny_model_path("qwen2_5_vl"), compile=True)
-    assert (encoder.attn, encoder.compiled) == ("fast", True)
+        client_encoder(encoders[torch.float32], "varlen")
+    with pytest.raises(ValueError, match="not one of"):
+        client_encoder(encoders[torch.float32], "flash")
+    llama4 = load_vision_encoder(tiny_model_path("llama4"), dtype=torch.float32)
+    with pytest.raises(ValueError, match="fast Qwen2.5-VL tower"):
+        client_encoder(llama4, "fast+compile")
 
 
 def test_unknown_activation_is_refused(towers):

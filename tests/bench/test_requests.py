@@ -7,9 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlm_tutorial.errors import EmbeddingShapeError, RequestFormatError
-from vlm_tutorial.families import LLAMA4, QWEN2_5_VL, get_family
-from vlm_tutorial.prompts import build_prompt
 from vlm_bench.requests import (
     describe_request,
     precomputed_embedding_request,
@@ -17,10 +14,17 @@ from vlm_bench.requests import (
     raw_request,
     run_processor,
 )
-from vlm_tutorial.validation import has_pixel_tensors
+from vlm_tutorial.errors import EmbeddingShapeError, RequestFormatError
+from vlm_tutorial.families import LLAMA4, QWEN2_5_VL, get_family
+from vlm_tutorial.prompts import build_prompt
 from vlm_tutorial.vision import load_vision_encoder
 
 FAMILIES = ("qwen2_5_vl", "llama4")
+
+
+def has_pixel_tensors(image_data) -> bool:
+    """Whether any dict of ``image_data`` carries ``pixel_values``."""
+    return any(isinstance(item, dict) and "pixel_values" in item for item in image_data)
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +72,12 @@ def test_processor_output_request_carries_the_processor_output(processors, promp
     req = processor_output_request(proc, prompts[family], [image])
     (item,) = req["image_data"]
     assert item["format"] == "processor_output"
-    expected = proc(text=[prompts[family]], images=[image], return_tensors="pt",
-                    add_special_tokens=family != "llama4")
+    expected = proc(
+        text=[prompts[family]],
+        images=[image],
+        return_tensors="pt",
+        add_special_tokens=family != "llama4",
+    )
     assert req["input_ids"] == expected["input_ids"][0].tolist()
     torch.testing.assert_close(item["pixel_values"], expected["pixel_values"])
     assert req["input_ids"].count(get_family(family).embedding_token_id) > 0
@@ -105,8 +113,9 @@ def test_llama4_max_patches_changes_the_tile_count(processors, prompts, image):
 
 
 def test_qwen_precomputed_request_is_lean(processors, prompts, image, encoders):
-    req = precomputed_embedding_request(processors["qwen2_5_vl"], prompts["qwen2_5_vl"], [image],
-                                        encoders["qwen2_5_vl"])
+    req = precomputed_embedding_request(
+        processors["qwen2_5_vl"], prompts["qwen2_5_vl"], [image], encoders["qwen2_5_vl"]
+    )
     (item,) = req["image_data"]
     assert set(item) == {"format", "feature", "image_grid_thw"}
     assert item["format"] == "precomputed_embedding"
@@ -118,8 +127,9 @@ def test_qwen_precomputed_request_is_lean(processors, prompts, image, encoders):
 def test_llama4_precomputed_request_uses_the_form_sglang_0_5_17_accepts(
     processors, prompts, image, encoders
 ):
-    req = precomputed_embedding_request(processors["llama4"], prompts["llama4"], [image],
-                                        encoders["llama4"])
+    req = precomputed_embedding_request(
+        processors["llama4"], prompts["llama4"], [image], encoders["llama4"]
+    )
     (item,) = req["image_data"]
     # No input_ids in the dict: SGLang takes generate(input_ids=...)'s (base_processor.py, 0.5.17).
     assert set(item) == {"format", "precomputed_embeddings"}
@@ -130,13 +140,23 @@ def test_llama4_precomputed_request_uses_the_form_sglang_0_5_17_accepts(
 
 
 def test_full_processor_output_kept_only_on_request(processors, prompts, image, encoders):
-    req = precomputed_embedding_request(processors["qwen2_5_vl"], prompts["qwen2_5_vl"], [image],
-                                        encoders["qwen2_5_vl"], keep_processor_output=True)
+    req = precomputed_embedding_request(
+        processors["qwen2_5_vl"],
+        prompts["qwen2_5_vl"],
+        [image],
+        encoders["qwen2_5_vl"],
+        keep_processor_output=True,
+    )
     assert has_pixel_tensors(req["image_data"])
     assert req["image_data"][0]["format"] == "precomputed_embedding"
     with pytest.raises(RequestFormatError, match="not possible for llama4"):
-        precomputed_embedding_request(processors["llama4"], prompts["llama4"], [image],
-                                      encoders["llama4"], keep_processor_output=True)
+        precomputed_embedding_request(
+            processors["llama4"],
+            prompts["llama4"],
+            [image],
+            encoders["llama4"],
+            keep_processor_output=True,
+        )
 
 
 def test_a_precomputed_tensor_can_be_reused(processors, prompts, image, encoders):
@@ -157,7 +177,9 @@ def test_two_images_travel_in_one_dict(processors, image, encoders, family):
     proc_req = processor_output_request(proc, prompt, [image, image])
     emb_req = precomputed_embedding_request(proc, prompt, [image, image], encoders[family])
     assert len(proc_req["image_data"]) == len(emb_req["image_data"]) == 1
-    one = precomputed_embedding_request(proc, build_prompt(proc, "<image>"), [image], encoders[family])
+    one = precomputed_embedding_request(
+        proc, build_prompt(proc, "<image>"), [image], encoders[family]
+    )
     key = "feature" if family == "qwen2_5_vl" else "precomputed_embeddings"
     assert emb_req["image_data"][0][key].shape[0] == 2 * one["image_data"][0][key].shape[0]
     if family == "qwen2_5_vl":
@@ -165,8 +187,9 @@ def test_two_images_travel_in_one_dict(processors, image, encoders, family):
 
 
 def test_describe_request_counts_tensor_bytes(processors, prompts, image, encoders):
-    req = precomputed_embedding_request(processors["qwen2_5_vl"], prompts["qwen2_5_vl"], [image],
-                                        encoders["qwen2_5_vl"])
+    req = precomputed_embedding_request(
+        processors["qwen2_5_vl"], prompts["qwen2_5_vl"], [image], encoders["qwen2_5_vl"]
+    )
     info = describe_request(req)
     item = req["image_data"][0]
     expected = item["feature"].numel() * 4 + item["image_grid_thw"].numel() * 8

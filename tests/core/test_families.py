@@ -1,57 +1,219 @@
-"""The family registry: tokens, embedding items, engine defaults, and recognising checkpoints."""
+"""The family registry: real token ids, engine arguments, and recognising checkpoints."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
+import sys
 
 import pytest
 
-from vlm_tutorial.errors import UnknownModelFamilyError
+from vlm_tutorial import families
+from vlm_tutorial.errors import RequestFormatError, UnknownModelFamilyError
 from vlm_tutorial.families import (
     FAMILIES,
     LLAMA4,
     QWEN2_5_VL,
     detect_family,
-    family_from_model_type,
     get_family,
+    is_checkpoint_folder,
+    is_hub_id,
 )
+
+QWEN_ID = "Qwen/Qwen2.5-VL-3B-Instruct"
+SCOUT_ID = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
+
+
+def test_families_imports_nothing_but_errors_and_the_standard_library():
+    """The registry sits at the bottom: huggingface_hub only lazily, to read a hub config."""
+    tree = ast.parse(inspect.getsource(families))
+    top_level = set(tree.body)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            assert (node.level, node.module) == (1, "errors"), ast.dump(node)
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            root = name.split(".")[0]
+            if root == "huggingface_hub":
+                assert node not in top_level, "huggingface_hub must be imported lazily"
+            else:
+                assert root in sys.stdlib_module_names, f"families imports {name}"
 
 
 def test_get_family():
     assert get_family("qwen2_5_vl") is QWEN2_5_VL
     assert get_family(LLAMA4) is LLAMA4
-    with pytest.raises(UnknownModelFamilyError, match="supported: \\['llama4', 'qwen2_5_vl'\\]"):
-        get_family("llava")
+    for bad in ("llava", None, ["llama4"]):
+        with pytest.raises(UnknownModelFamilyError, match=r"supported: \['llama4', 'qwen2_5_vl'\]"):
+            get_family(bad)
 
 
-def test_families_are_hashable_singletons():
+def test_families_are_hashable_singletons_with_a_short_repr():
     assert {QWEN2_5_VL: 1, LLAMA4: 2}[LLAMA4] == 2
     assert len({QWEN2_5_VL, LLAMA4, get_family("llama4")}) == 2
+    assert repr(LLAMA4) == "<ModelFamily llama4>"
+
+
+# Ids from the real checkpoints' tokenizer_config.json and config.json (image_token_id 151655,
+# vision_start/end 151652/151653; Llama 4: boi/eoi 200080/200081, image_token_index 200092).
+REAL_IDS = {
+    "qwen2_5_vl": {
+        "<|endoftext|>": 151643,
+        "<|im_start|>": 151644,
+        "<|im_end|>": 151645,
+        "<|vision_start|>": 151652,
+        "<|vision_end|>": 151653,
+        "<|image_pad|>": 151655,
+        "<|video_pad|>": 151656,
+        "<tool_call>": 151657,
+        "<|file_sep|>": 151664,
+    },
+    "llama4": {
+        "<|begin_of_text|>": 200000,
+        "<|end_of_text|>": 200001,
+        "<|header_start|>": 200005,
+        "<|header_end|>": 200006,
+        "<|eom|>": 200007,
+        "<|eot|>": 200008,
+        "<|python_start|>": 200016,
+        "<|image_start|>": 200080,
+        "<|image_end|>": 200081,
+        "<|tile_x_separator|>": 200084,
+        "<|tile_y_separator|>": 200085,
+        "<|image|>": 200090,
+        "<|patch|>": 200092,
+        "<|vision_reserved_special_token_1047|>": 201133,
+    },
+}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_special_tokens_sit_at_the_real_ids(name):
+    family = FAMILIES[name]
+    for text, token_id in REAL_IDS[name].items():
+        assert family.token_id(text) == token_id, text
+    ids = [token_id for token_id, _, _ in family.special_tokens]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))  # contiguous, in order
+    assert len({text for _, text, _ in family.special_tokens}) == len(ids)  # no name twice
+    assert ids[-1] < family.vocab_size
+    with pytest.raises(KeyError, match="not a special token"):
+        family.token_id("<|nope|>")
+
+
+def test_only_qwens_tool_and_fim_tokens_are_not_special():
+    plain = {text for _, text, special in QWEN2_5_VL.special_tokens if not special}
+    assert "<tool_call>" in plain and "<|fim_pad|>" in plain and len(plain) == 8
+    assert all(special for _, _, special in LLAMA4.special_tokens)
+    assert len(LLAMA4.special_tokens) == 1134
+
+
+def test_embedding_tokens_match_the_tiny_checkpoints(processors):
+    for name, proc in processors.items():
+        family = get_family(name)
+        assert (
+            proc.tokenizer.convert_tokens_to_ids(family.embedding_token)
+            == family.embedding_token_id
+        )
+        assert type(proc).__name__ == family.processor_class
+
+
+# --------------------------------------------------------------------------- engine arguments
+
+
+def test_engine_args_are_the_tutorials_values_for_the_real_models():
+    """The values of the shared contract, which the notebooks write out literally."""
+    assert dict(QWEN2_5_VL.engine_args) == {
+        "mem_fraction_static": 0.6,
+        "disable_radix_cache": True,
+        "log_level": "warning",
+    }
+    assert dict(LLAMA4.engine_args) == {
+        "enable_multimodal": True,
+        "tp_size": 4,
+        "context_length": 65536,
+        "mem_fraction_static": 0.7,
+        "disable_radix_cache": True,
+        "log_level": "warning",
+    }
+
+
+@pytest.mark.parametrize("family", [QWEN2_5_VL, LLAMA4], ids=lambda f: f.name)
+def test_engine_args_for_copies_and_gives_other_checkpoints_one_gpu(family, tmp_path):
+    real = family.engine_args_for(family.real_model_id)
+    assert real == dict(family.engine_args)
+    real["log_level"] = "debug"
+    assert family.engine_args["log_level"] == "warning"  # a copy: the registry is unchanged
+    for other in (tmp_path, str(tmp_path), "someone/" + family.real_model_id.split("/")[1]):
+        args = family.engine_args_for(other)
+        assert args.get("tp_size", 1) == 1
+        assert {k: v for k, v in args.items() if k != "tp_size"} == {
+            k: v for k, v in family.engine_args.items() if k != "tp_size"
+        }
+    assert ("tp_size" in family.engine_args_for(tmp_path)) == ("tp_size" in family.engine_args)
+
+
+# What the cards leave usable: an H100 80 GB about 78 GiB, an H200 141 GB about 139 GiB.
+@pytest.mark.parametrize("card_bytes", [78 * 2**30, 139 * 2**30], ids=["80GB", "141GB"])
+@pytest.mark.parametrize(
+    ("family", "params", "layers", "kv_heads", "context"),
+    [(QWEN2_5_VL, 3.75e9, 36, 2, 128000), (LLAMA4, 109e9, 48, 8, None)],
+    ids=["qwen2_5_vl", "llama4"],
+)
+def test_memory_fraction_holds_the_weights_and_a_full_context(
+    family, params, layers, kv_heads, context, card_bytes
+):
+    """bf16 weights split over tp_size GPUs, plus the KV cache of one full context, fit."""
+    args = family.engine_args
+    tp = args.get("tp_size", 1)
+    weights = params * 2 / tp
+    # layers x KV heads per GPU x head dim x (key, value) x bf16 bytes
+    kv_per_token = layers * max(kv_heads // tp, 1) * 128 * 2 * 2
+    static = args["mem_fraction_static"] * card_bytes
+    assert static - weights > args.get("context_length", context) * kv_per_token
+    assert (1 - args["mem_fraction_static"]) * card_bytes > 10e9  # room for activations
+
+
+# ------------------------------------------------------------------------ recognising models
+
+
+def test_is_hub_id_and_is_checkpoint_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "owner" / "ckpt").mkdir(parents=True)
+    (tmp_path / "owner" / "ckpt" / "config.json").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    assert is_hub_id(QWEN_ID) and is_hub_id("org/model.v2_b-3")
+    for text in ("owner/ckpt", "a/b/c", "/abs/name", "noslash", "", "-x/y", "a b/c"):
+        assert not is_hub_id(text), text
+    assert is_checkpoint_folder("owner/ckpt") and is_checkpoint_folder(tmp_path / "owner" / "ckpt")
+    for path in ("empty", "owner/ckpt/config.json", "missing", QWEN_ID):
+        assert not is_checkpoint_folder(path), path
 
 
 @pytest.mark.parametrize(
     ("source", "family"),
-    [
-        ("Qwen/Qwen2.5-VL-3B-Instruct", QWEN2_5_VL),
-        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", LLAMA4),
-        ("llama4", LLAMA4),
-    ],
+    [(QWEN_ID, QWEN2_5_VL), (SCOUT_ID, LLAMA4), ("llama4", LLAMA4)],
 )
-def test_detect_family_from_names(source, family):
+def test_detect_family_from_names_offline(source, family):
     assert detect_family(source) is family
 
 
 def test_detect_family_from_checkpoints_and_processors(tiny_paths, processors):
-    assert detect_family(tiny_paths["qwen2_5_vl"]) is QWEN2_5_VL
-    assert detect_family(tiny_paths["llama4"]) is LLAMA4
-    assert detect_family(processors["llama4"]) is LLAMA4
-    assert detect_family(processors["qwen2_5_vl"]) is QWEN2_5_VL
+    for name in FAMILIES:
+        assert detect_family(tiny_paths[name]) is FAMILIES[name]
+        assert detect_family(processors[name]) is FAMILIES[name]
 
 
 @pytest.mark.parametrize(
     ("config", "family"),
     [
-        ({"model_type": "qwen2_5_vl", "architectures": ["Qwen2_5_VLForConditionalGeneration"]}, QWEN2_5_VL),
+        ({"model_type": "qwen2_5_vl"}, QWEN2_5_VL),
         ({"architectures": ["Llama4ForConditionalGeneration"]}, LLAMA4),
     ],
 )
@@ -76,66 +238,45 @@ def test_hub_ids_are_recognised_from_the_cached_config_offline(tmp_path, monkeyp
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     _fill_hub_cache(tmp_path, "Qwen/Qwen2.5-VL-7B-Instruct", {"model_type": "qwen2_5_vl"})
     _fill_hub_cache(tmp_path, "org/some-llava", {"model_type": "llava"})
     assert detect_family("Qwen/Qwen2.5-VL-7B-Instruct") is QWEN2_5_VL
-    with pytest.raises(UnknownModelFamilyError, match="model_type 'llava'.*Llama4ForConditionalGeneration"):
+    with pytest.raises(UnknownModelFamilyError, match="model_type 'llava'.*Llama4ForConditional"):
         detect_family("org/some-llava")
-    # Not in the cache, and the hub is out of reach: one clear error, no traceback from the hub client.
-    with pytest.raises(UnknownModelFamilyError, match="neither in the Hugging Face cache nor downloadable"):
+    # Not in the cache, and the hub is out of reach: one clear error, no hub client traceback.
+    with pytest.raises(UnknownModelFamilyError, match="neither in the Hugging Face cache nor down"):
         detect_family("meta-llama/Llama-4-Maverick-17B-128E-Instruct")
 
 
-def test_detect_family_rejects_other_models(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
-    with pytest.raises(UnknownModelFamilyError, match="model_type 'llava'.*supported: Qwen2_5_VL"):
+def test_detect_family_refuses_other_models_by_name(tmp_path):
+    config = tmp_path / "config.json"
+    for text, message in [
+        (json.dumps({"model_type": "llava"}), "model_type 'llava'.*supported: Qwen2_5_VL"),
+        ("{not json", r"config.json is no readable JSON"),
+        ("[1, 2]", "model_type None"),
+        (b"\xff\xfe", "no readable JSON"),
+    ]:
+        config.write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises(UnknownModelFamilyError, match=message):
+            detect_family(tmp_path)
+    config.unlink()
+    with pytest.raises(UnknownModelFamilyError, match="a folder without a config.json"):
         detect_family(tmp_path)
-    (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(UnknownModelFamilyError, match="config.json is not valid JSON"):
-        detect_family(tmp_path)
-    (tmp_path / "config.json").unlink()
-    with pytest.raises(UnknownModelFamilyError, match="folder without a config.json"):
-        detect_family(tmp_path)
-    with pytest.raises(UnknownModelFamilyError, match="neither an existing checkpoint folder"):
+    with pytest.raises(UnknownModelFamilyError, match="is no folder, and no hub id"):
         detect_family(str(tmp_path / "missing" / "deeper"))
     with pytest.raises(UnknownModelFamilyError, match="cannot tell the model family of a int"):
         detect_family(3)
-    assert family_from_model_type("qwen2_5_vl") is QWEN2_5_VL
 
 
-def test_real_llama4_gets_tensor_parallel_and_a_tiny_one_does_not(tiny_paths):
-    real = LLAMA4.engine_defaults(LLAMA4.real_model_id)
-    assert real["tp_size"] == 4 and real["enable_multimodal"] is True
-    assert real["context_length"] == 65536
-    assert LLAMA4.engine_defaults(tiny_paths["llama4"]) == {"enable_multimodal": True}
-    assert QWEN2_5_VL.engine_defaults(tiny_paths["qwen2_5_vl"]) == {}
-
-
-def test_llama4_memory_fraction_holds_scouts_weights_on_80_gb_gpus():
-    # 109 B bf16 parameters over tp_size GPUs must fit in mem_fraction_static of an 80 GB GPU,
-    # with room left for a KV cache of at least one full context.
-    args = LLAMA4.engine_defaults(LLAMA4.real_model_id)
-    weights_per_gpu = 109e9 * 2 / args["tp_size"]
-    static = args["mem_fraction_static"] * 80e9
-    kv_per_token = 48 * (8 // args["tp_size"]) * 128 * 2 * 2  # layers x KV heads x dims x (k, v) x bf16
-    assert static - weights_per_gpu > args["context_length"] * kv_per_token
-
-
-def test_embedding_tokens_match_the_tiny_checkpoints(processors):
-    for name, proc in processors.items():
-        family = get_family(name)
-        assert proc.tokenizer.convert_tokens_to_ids(family.embedding_token) == family.embedding_token_id
-        assert type(proc).__name__ == family.processor_class
-        for token_id, text, _ in family.special_tokens[:40]:
-            assert proc.tokenizer.convert_tokens_to_ids(text) == token_id
+# ------------------------------------------------------------------------ tokens and processors
 
 
 def test_tokens_per_image_counts_each_image(processors, image):
     from PIL import Image
 
-    from vlm_tutorial.prompts import build_prompt
     from vlm_bench.requests import run_processor
+    from vlm_tutorial.prompts import build_prompt
 
     small = image.resize((image.width // 4, image.height // 4), Image.Resampling.BICUBIC)
     for name, proc in processors.items():
@@ -152,25 +293,10 @@ def test_tokens_per_image_counts_each_image(processors, image):
         assert alone[0] > alone[1] > 0
 
 
-def test_embedding_items_carry_only_what_sglang_reads():
-    inputs = {"pixel_values": "PIXELS", "image_grid_thw": "GRID", "input_ids": "IDS"}
-    assert QWEN2_5_VL.embedding_item(inputs, "EMB") == {
-        "format": "precomputed_embedding",
-        "feature": "EMB",
-        "image_grid_thw": "GRID",
-    }
-    assert LLAMA4.embedding_item(inputs, "EMB") == {
-        "format": "processor_output",
-        "precomputed_embeddings": "EMB",
-    }
-
-
 def test_a_processor_keyword_transformers_ignores_is_refused_with_the_fix(processors):
     """transformers 5 ignores max_pixels= at call time: the grid would silently stay the same."""
-    from vlm_tutorial.errors import RequestFormatError
     from vlm_tutorial.images import example_image
     from vlm_tutorial.prompts import build_prompt
-    from vlm_bench.requests import run_processor
 
     processor = processors["qwen2_5_vl"]
     prompt = build_prompt(processor, "What's shown here: <image>?")
@@ -180,10 +306,12 @@ def test_a_processor_keyword_transformers_ignores_is_refused_with_the_fix(proces
     plain = processor(text=[prompt], images=[image], return_tensors="pt")
     ignored = processor(text=[prompt], images=[image], max_pixels=budget, return_tensors="pt")
     assert ignored["image_grid_thw"].tolist() == plain["image_grid_thw"].tolist()
-    # ...so the helper refuses it, naming what works, and what works changes the grid.
-    with pytest.raises(RequestFormatError, match=r'max_pixels= is ignored.*size=\{"shortest_edge"'):
-        run_processor(processor, prompt, [image], max_pixels=budget)
-    smaller = run_processor(
-        processor, prompt, [image], size={"shortest_edge": 3136, "longest_edge": budget}
-    )
+    # ...so the registry refuses it, naming what works, and what works changes the grid.
+    with pytest.raises(
+        RequestFormatError, match=r'max_pixels=\d+ is ignored.*size=\{"shortest_edge"'
+    ):
+        QWEN2_5_VL.check_processor_kwargs({"max_pixels": budget})
+    size = {"shortest_edge": 3136, "longest_edge": budget}
+    QWEN2_5_VL.check_processor_kwargs({"size": size})
+    smaller = processor(text=[prompt], images=[image], size=size, return_tensors="pt")
     assert smaller["image_grid_thw"].prod() < plain["image_grid_thw"].prod()

@@ -1,46 +1,52 @@
-"""Printing outputs, comparing formats, showing errors."""
+"""Printing one output, and comparing the formats' greedy tokens."""
 
 from __future__ import annotations
 
 import pytest
 
-from vlm_tutorial.report import compare_outputs, explain_error, leading_agreement, show_output
+from vlm_tutorial.report import compare_outputs, show_output
 
 
 def out(ids):
-    return {"text": "x", "output_ids": ids, "meta_info": {"prompt_tokens": 9, "completion_tokens": len(ids)}}
+    meta = {"prompt_tokens": 9, "completion_tokens": len(ids)}
+    return {"text": "x", "output_ids": ids, "meta_info": meta}
 
 
-def test_leading_agreement():
-    assert leading_agreement([1, 2, 3], [1, 2, 3]) == 3
-    assert leading_agreement([1, 2, 3], [1, 5, 3]) == 1
-    assert leading_agreement([], [1]) == 0
-
-
-def test_identical_outputs_pass(capsys):
+def test_identical_outputs_pass_and_print_the_table(capsys):
     result = compare_outputs({"raw": out([1, 2]), "emb": out([1, 2])}, require_identical=True)
     assert result.identical
-    assert "2 leading tokens agree with raw" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert printed == "raw: 2 tokens (reference)\nemb: 2 tokens, 2 leading tokens agree with raw\n"
+    assert f"{result}\n" == printed  # printable: the same table
 
 
-def test_different_outputs_fail_only_when_required():
-    outputs = {"raw": out([1, 2, 3]), "emb": out([1, 2, 4])}
-    with pytest.raises(AssertionError, match="greedy outputs differ"):
+@pytest.mark.parametrize(
+    ("first", "other", "agree"),
+    [([1, 2, 3], [1, 2, 4], 2), ([1, 2, 3], [5, 2, 3], 0), ([1, 2], [1], 1), ([1], [1, 2], 1)],
+)
+def test_different_outputs_fail_only_when_required(capsys, first, other, agree):
+    outputs = {"raw": out(first), "emb": out(other)}
+    with pytest.raises(AssertionError, match="greedy outputs differ between formats"):
         compare_outputs(outputs, require_identical=True)
     result = compare_outputs(outputs, require_identical=False)
-    assert not result.identical and result.agreement == {"emb": 2}
+    assert not result.identical
+    assert f"emb: {len(other)} tokens, {agree} leading tokens agree with raw" in str(result)
 
 
-def test_a_shorter_output_is_not_identical():
-    assert not compare_outputs({"a": out([1, 2]), "b": out([1])}, require_identical=False).identical
-    with pytest.raises(ValueError, match="at least two"):
-        compare_outputs({"a": out([1])}, require_identical=False)
+def test_every_format_is_compared_with_the_first(capsys):
+    outputs = {"raw": out([1, 2]), "proc": out([1, 2]), "emb": out([1, 3])}
+    result = compare_outputs(outputs, require_identical=False)
+    assert not result.identical
+    assert str(result).splitlines()[1:] == [
+        "proc: 2 tokens, 2 leading tokens agree with raw",
+        "emb: 2 tokens, 1 leading tokens agree with raw",
+    ]
+    with pytest.raises(ValueError, match="two outputs or more, got \\['raw'\\]"):
+        compare_outputs({"raw": out([1])}, require_identical=False)
 
 
-def test_show_output_and_explain_error(capsys):
+def test_show_output_prints_counts_ids_and_text(capsys):
     show_output("raw", out(list(range(20))), max_ids=3)
-    assert "output_ids=[0, 1, 2, '...']" in capsys.readouterr().out
-    exc = explain_error(int, "x")
-    assert isinstance(exc, ValueError)
-    with pytest.raises(AssertionError, match="did not raise"):
-        explain_error(int, "3")
+    assert capsys.readouterr().out == (
+        "raw: prompt_tokens=9 completion_tokens=20 output_ids=[0, 1, 2, '...']\n  text: 'x'\n"
+    )

@@ -2,19 +2,21 @@
 
 Every test here carries the ``gpu`` marker. Where there is no CUDA GPU or no
 sglang, the tests are still collected and each is skipped with the reason,
-so ``pytest -m gpu`` on a CPU machine reports the skips and exits 0.
+so ``pytest -m gpu`` on a CPU machine reports the skips and exits 0. Tests
+marked ``diagnostics`` run only with ``--run-diagnostics``.
 
 Engines: one ``sglang.Engine`` per model family per test module
-(:func:`sglang_engine`), opened through :func:`vlm_tutorial.open_engine` with
+(:func:`sglang_engine`), opened through :func:`vlm_bench.engines.open_engine` with
 ``disable_radix_cache=True``; ``SGLANG_VLM_CACHE_SIZE_MB=0`` is set below,
 before anything imports sglang, so no request reuses another's vision
-embedding. Machine settings (the trimmed kit's attention backends) come from
-``VLM_TUTORIAL_ENGINE_ARGS``, as for the notebooks.
+embedding. Engine arguments merge as everywhere: the family registry's values,
+then the machine's ``VLM_TUTORIAL_ENGINE_ARGS``, then the test's.
 
-Measurements: tests put what they measure into the ``gpu_record`` dict; at
-the end of the session it is written as JSON to the file named by
-``VLM_TUTORIAL_GPU_RECORD`` (``tools/gpu_check.py`` merges it into
-``docs/gpu/results.json``).
+Models: the tiny checkpoints, or the real model ids with ``--gpu-real``.
+
+Measurements: tests put what they measure into the ``gpu_record`` dict; at the
+end of the session it is written as JSON to the file of ``--gpu-record FILE``
+(``tools/gpu_check.py`` merges it into ``docs/gpu/results.json``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ from gpu_support import (  # noqa: E402
     wait_until_gone,
 )
 
-RECORD_ENV = "VLM_TUTORIAL_GPU_RECORD"
 _HERE = Path(__file__).resolve().parent
 _RECORD: dict[str, Any] = {}
 
@@ -90,14 +91,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("gpu") is None:
             raise pytest.UsageError(f"{item.nodeid} is under tests/gpu but lacks @pytest.mark.gpu")
     reason = gpu_skip_reason()
-    if reason is not None:
-        for item in mine:
+    diagnostics = pytest.mark.skip(reason="a diagnostic: run it with --run-diagnostics")
+    for item in mine:
+        if reason is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
+        elif item.get_closest_marker("diagnostics") and not config.getoption("--run-diagnostics"):
+            item.add_marker(diagnostics)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write the measurements to ``$VLM_TUTORIAL_GPU_RECORD``, if set and anything was measured."""
-    target = os.environ.get(RECORD_ENV)
+    """Write the measurements to the ``--gpu-record`` file, if given and anything was measured."""
+    target = session.config.getoption("--gpu-record")
     if target and _RECORD:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         Path(target).write_text(json.dumps(_RECORD, indent=2, default=str) + "\n")
@@ -127,10 +131,16 @@ def family(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(scope="session")
+def real_models(pytestconfig: pytest.Config) -> bool:
+    """True with ``--gpu-real``: the tests load the real model ids, not the tiny models."""
+    return bool(pytestconfig.getoption("--gpu-real"))
+
+
 @pytest.fixture(scope="module")
-def model_path(family: str) -> str:
-    """The family's tiny checkpoint (or the real id with ``VLM_TUTORIAL_GPU_REAL=1``)."""
-    return model_path_for(family)
+def model_path(family: str, real_models: bool) -> str:
+    """The family's tiny checkpoint (or the real id with ``--gpu-real``)."""
+    return model_path_for(family, real=real_models)
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +178,8 @@ def sglang_engine(
     After shutdown, every SGLang process started with it must exit within 60 s
     (else the teardown fails, naming them).
     """
-    from vlm_tutorial.settings import merge_engine_args
     from vlm_bench.engines import open_engine
+    from vlm_tutorial.settings import merge_engine_args
 
     args = merge_engine_args(model_path, COMPARE_ENGINE_ARGS)
     since = time.time()

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +36,7 @@ MAX_NEW_TOKENS = 16
 #: The notebooks' questions (the ones the tiny models are trained on), and the second picture.
 QUESTION = "What's shown here: <image>?"
 PAIR_QUESTION = "What's shown here: <image> and <image>?"
+EXAMPLE_PICTURE = "a red circle and a blue square"
 SECOND_PICTURE = "a yellow triangle"
 
 #: Decisive means: at every generated step the best token leads the second by at least this
@@ -54,31 +54,28 @@ def greedy(max_new_tokens: int = MAX_NEW_TOKENS) -> dict[str, Any]:
     return {"temperature": 0, "max_new_tokens": max_new_tokens}
 
 
-def use_real_models() -> bool:
-    """True when ``VLM_TUTORIAL_GPU_REAL=1``: the tests load the real model ids, not tiny ones."""
-    return os.environ.get("VLM_TUTORIAL_GPU_REAL", "") not in ("", "0")
-
-
-def model_path_for(family: str, preset: str = "tiny") -> str:
-    """The checkpoint a GPU test loads: the tiny model of ``preset``, or the real id.
+def model_path_for(family: str, preset: str = "tiny", real: bool = False) -> str:
+    """The checkpoint a GPU test loads: the tiny model of ``preset``, or (``real``) the real id.
 
     Example:
-        >>> model_path_for("llama4").endswith("tiny")  # doctest: +SKIP
+        >>> model_path_for("llama4", real=True)
+        'meta-llama/Llama-4-Scout-17B-16E-Instruct'
     """
     from vlm_tutorial.families import get_family
+
+    if real and preset == "tiny":
+        return get_family(family).real_model_id
     from vlm_tutorial.offline.tiny import tiny_model_path
 
-    if use_real_models() and preset == "tiny":
-        return get_family(family).real_model_id
     return str(tiny_model_path(family, preset))
 
 
 def sample_images() -> list[Any]:
     """Two different pictures of different sizes: the example (448x336) and a second (256x192)."""
-    from vlm_tutorial.offline import toys
     from vlm_tutorial.images import example_image
+    from vlm_tutorial.offline import toys
 
-    return [example_image(), toys.draw(SECOND_PICTURE, size=(256, 192))]
+    return [example_image(EXAMPLE_PICTURE), toys.draw(SECOND_PICTURE, size=(256, 192))]
 
 
 def expected_answer(*descriptions: str) -> str:
@@ -330,6 +327,7 @@ __all__ = [
     "DECISIVE_NATS",
     "QUESTION",
     "PAIR_QUESTION",
+    "EXAMPLE_PICTURE",
     "SECOND_PICTURE",
     "GreedyComparison",
     "assert_same_greedy",
@@ -347,7 +345,6 @@ __all__ = [
     "sample_images",
     "timed",
     "top_logprobs",
-    "use_real_models",
     "visible_gpus",
     "wait_until_gone",
 ]

@@ -7,8 +7,8 @@ per block; SDPA's default or cuDNN backend; eager or compiled) must be no furthe
 tower than transformers' own bfloat16 tower is, on two images of different
 sizes in one call (edge windows of several lengths). Whether a variant gives
 the very bits of transformers' bfloat16 tower is recorded, not asserted.
-The tiny checkpoint then checks the encoder's options end to end
-(``load_vision_encoder(attn=..., compile=...)``).
+The tiny checkpoint then checks the benchmark's encoder end to end
+(:class:`vlm_bench.qwen_tower.QwenEncoder` around ``load_vision_encoder``).
 """
 
 from __future__ import annotations
@@ -106,28 +106,27 @@ def test_fast_tower_within_bfloat16_rounding_of_transformers(
 
 
 @pytest.mark.parametrize(("attention", "compiled"), VARIANTS)
-def test_encoder_options_on_the_tiny_checkpoint(attention: str, compiled: bool) -> None:
+def test_fast_encoder_on_the_tiny_checkpoint(attention: str, compiled: bool) -> None:
+    """The benchmark's fast encoder, around the learner's encoder, within its bf16 rounding."""
     import torch
     from transformers import AutoProcessor
 
+    from vlm_bench.qwen_tower import QwenEncoder
     from vlm_tutorial.images import example_image
-    from vlm_tutorial.prompts import build_prompt
     from vlm_tutorial.offline.tiny import tiny_model_path
+    from vlm_tutorial.prompts import build_prompt
     from vlm_tutorial.vision import load_vision_encoder
 
     path = tiny_model_path("qwen2_5_vl")
     processor = AutoProcessor.from_pretrained(path)
     prompt = build_prompt(processor, "Describe the images.", num_images=2)
-    images = [example_image((252, 168)), example_image((112, 140))]
+    images = [example_image(size=(252, 168)), example_image(size=(112, 140))]
     batch = processor(text=prompt, images=images, return_tensors="pt", device="cuda")
-    attn = {"sdpa": "fast", "cudnn": "cudnn", "varlen": "varlen"}[attention]
-    encoder = load_vision_encoder(
-        path, device="cuda", dtype=torch.bfloat16, attn=attn, compile=compiled
-    )
-    truth = load_vision_encoder(path, device="cuda", dtype=torch.float32, attn="reference")
-    reference = load_vision_encoder(path, device="cuda", dtype=torch.bfloat16, attn="reference")
+    rounded_encoder = load_vision_encoder(path, device="cuda", dtype=torch.bfloat16)
+    fast = QwenEncoder(rounded_encoder, attention=attention, compile=compiled)
+    truth = load_vision_encoder(path, device="cuda", dtype=torch.float32)
 
-    got, expected, rounded = (e(batch).float() for e in (encoder, truth, reference))
-    assert (encoder.attn, encoder.compiled) == (attn, compiled)
+    got, expected, rounded = (e(batch).float() for e in (fast, truth, rounded_encoder))
+    assert (fast.tower.attention, fast.tower.compile) == (attention, compiled)
     assert got.shape == expected.shape
     assert float((got - expected).abs().max()) <= 2 * float((rounded - expected).abs().max())

@@ -1,7 +1,7 @@
 """Opt-in diagnostics: which Llama 4 feature makes SGLang part from the transformers reference?
 
-Runs only with ``VLM_TUTORIAL_GPU_PARITY_VARIANTS=1`` (``tools/gpu_check.py
---parity-variants``): each variant of the tiny Llama 4 switches one suspect
+Runs only with ``pytest --run-diagnostics`` (``tools/gpu_check.py
+--run-diagnostics``): each variant of the tiny Llama 4 switches one suspect
 off (docs/gpu/README.md, "Llama 4: SGLang vs the reference engine"), and the
 test records how many leading greedy tokens SGLang and the float32 reference
 share. Every variant must still agree on the first token.
@@ -10,20 +10,13 @@ share. Every variant must still agree on the first token.
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 from gpu_support import COMPARE_ENGINE_ARGS, QUESTION, compare_greedy, greedy
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(
-        os.environ.get("VLM_TUTORIAL_GPU_PARITY_VARIANTS", "") in ("", "0"),
-        reason="diagnostics: set VLM_TUTORIAL_GPU_PARITY_VARIANTS=1 (gpu-check --parity-variants)",
-    ),
-]
+pytestmark = [pytest.mark.gpu, pytest.mark.diagnostics]
 
 #: Variant name -> (changes to the tiny preset's text config, extra engine arguments).
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -50,10 +43,10 @@ def test_llama4_variant_parity(variant: str, tmp_path: Path, gpu_record: dict[st
 
     from vlm_bench.engines import open_engine
     from vlm_tutorial.images import example_image
-    from vlm_tutorial.prompts import build_prompt
     from vlm_tutorial.offline.reference import ReferenceEngine
     from vlm_tutorial.offline.tiny import build_tiny_model
     from vlm_tutorial.offline.tiny.presets import PRESETS
+    from vlm_tutorial.prompts import build_prompt
 
     name = f"parity-{variant}"
     spec = copy.deepcopy(PRESETS["llama4"]["tiny"])

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from gpu_support import (
     DECISIVE_NATS,
+    EXAMPLE_PICTURE,
     FORMATS,
     MAX_NEW_TOKENS,
     PAIR_QUESTION,
@@ -28,7 +29,6 @@ from gpu_support import (
     min_margin,
     sample_images,
     timed,
-    use_real_models,
 )
 
 pytestmark = pytest.mark.gpu
@@ -125,6 +125,7 @@ def test_first_and_warm_latency_per_format(
 
 def test_request_builders_output_is_accepted(
     family: str,
+    real_models: bool,
     outputs_by_format: dict[str, Any],
     requests_by_format: dict[str, Any],
 ) -> None:
@@ -136,14 +137,14 @@ def test_request_builders_output_is_accepted(
             f"{family} {fmt}: SGLang saw {meta['prompt_tokens']} prompt tokens, the processor "
             f"made {expanded} (an image placeholder was not expanded, or a BOS was doubled)"
         )
-        if not use_real_models():
+        if not real_models:
             # The tiny models end their answer themselves, well before the limit.
             assert meta["finish_reason"]["type"] == "stop", (fmt, meta["finish_reason"])
             assert meta["completion_tokens"] < MAX_NEW_TOKENS, (fmt, meta)
 
 
 def test_three_formats_give_identical_greedy_ids(
-    family: str, outputs_by_format: dict[str, Any], gpu_record: dict[str, Any]
+    family: str, real_models: bool, outputs_by_format: dict[str, Any], gpu_record: dict[str, Any]
 ) -> None:
     """Raw images, processor output and a precomputed embedding: the same greedy tokens, exactly.
 
@@ -152,8 +153,6 @@ def test_three_formats_give_identical_greedy_ids(
     margins, so those rounding differences may not change a single token, and the
     answer names what is in the picture.
     """
-    from vlm_tutorial.images import EXAMPLE_DESCRIPTION
-
     raw = outputs_by_format["raw"]
     comparisons = {
         fmt: assert_same_greedy("raw", raw, fmt, outputs_by_format[fmt]).as_record()
@@ -162,8 +161,8 @@ def test_three_formats_give_identical_greedy_ids(
     margins = {fmt: min_margin(out) for fmt, out in outputs_by_format.items()}
     gpu_record.setdefault("format_agreement", {})[family] = comparisons
     gpu_record.setdefault("margins", {}).setdefault(family, {})["one_image"] = margins
-    if not use_real_models():
-        assert raw["text"] == EXAMPLE_DESCRIPTION, raw["text"]
+    if not real_models:
+        assert raw["text"] == EXAMPLE_PICTURE, raw["text"]
         assert all(m is not None and m >= DECISIVE_NATS for m in margins.values()), margins
 
 
@@ -171,6 +170,7 @@ def test_three_formats_give_identical_greedy_ids(
 def test_batch_of_requests_per_format(
     fmt: str,
     family: str,
+    real_models: bool,
     sglang_engine: Any,
     processor: Any,
     encoder: Any,
@@ -193,10 +193,8 @@ def test_batch_of_requests_per_format(
     assert alone[0]["output_ids"] != alone[1]["output_ids"], (
         "the two batched requests should differ (different pictures)"
     )
-    if not use_real_models():
-        from vlm_tutorial.images import EXAMPLE_DESCRIPTION
-
-        assert [a["text"] for a in alone] == [EXAMPLE_DESCRIPTION, SECOND_PICTURE]
+    if not real_models:
+        assert [a["text"] for a in alone] == [EXAMPLE_PICTURE, SECOND_PICTURE]
     gpu_record.setdefault("batch", {}).setdefault(family, {})[fmt] = [
         r.as_record() for r in results
     ]
@@ -205,6 +203,7 @@ def test_batch_of_requests_per_format(
 @pytest.mark.parametrize("pair", ["same_size", "mixed_size"])
 def test_multi_image_request_per_format(
     family: str,
+    real_models: bool,
     sglang_engine: Any,
     processor: Any,
     encoder: Any,
@@ -218,9 +217,8 @@ def test_multi_image_request_per_format(
     counts); ``mixed_size``: the second at 256x192 (fewer image tokens; for Llama 4, 1 tile of
     336 px against the example's 2 plus a global view).
     """
-    from vlm_tutorial.offline import toys
     from vlm_tutorial.families import get_family
-    from vlm_tutorial.images import EXAMPLE_DESCRIPTION
+    from vlm_tutorial.offline import toys
     from vlm_tutorial.prompts import build_prompt
 
     if pair == "same_size":
@@ -242,7 +240,8 @@ def test_multi_image_request_per_format(
     for fmt, out in outs.items():
         assert out["meta_info"]["prompt_tokens"] == expanded, (fmt, out["meta_info"])
     comparisons = {
-        fmt: assert_same_greedy("raw", outs["raw"], fmt, outs[fmt]).as_record() for fmt in formats[1:]
+        fmt: assert_same_greedy("raw", outs["raw"], fmt, outs[fmt]).as_record()
+        for fmt in formats[1:]
     }
     margins = {fmt: min_margin(out) for fmt, out in outs.items()}
     gpu_record.setdefault("multi_image", {}).setdefault(family, {})[pair] = {
@@ -252,15 +251,16 @@ def test_multi_image_request_per_format(
         "comparisons": comparisons,
     }
     gpu_record.setdefault("margins", {}).setdefault(family, {})[f"two_images_{pair}"] = margins
-    if not use_real_models() and pair == "same_size":
+    if not real_models and pair == "same_size":
         # The pair the tiny models were trained on; of other pairs they know the first picture
         # only (tests/test_training.py), so the mixed-size pair checks identity, not the answer.
-        assert outs["raw"]["text"] == expected_answer(EXAMPLE_DESCRIPTION, SECOND_PICTURE)
+        assert outs["raw"]["text"] == expected_answer(EXAMPLE_PICTURE, SECOND_PICTURE)
         assert all(m is not None and m >= DECISIVE_NATS for m in margins.values()), margins
 
 
 def test_sglang_matches_reference_engine(
     family: str,
+    real_models: bool,
     model_path: str,
     sglang_engine: Any,
     prompt: str,
@@ -272,7 +272,7 @@ def test_sglang_matches_reference_engine(
     SGLang runs bfloat16; the reference runs float32 on the CPU and bfloat16 on
     the GPU. The tiny models' margins leave rounding no token to flip.
     """
-    if use_real_models():
+    if real_models:
         pytest.skip("the reference comparison runs on the tiny checkpoints only")
     from vlm_tutorial.offline.reference import ReferenceEngine
 

@@ -146,6 +146,20 @@ def tensors(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
+def assert_text_and_vision_shards(path: Path, family: str) -> None:
+    """Two shards and an index, like the real checkpoints; the vision weights alone in the second."""
+    index = json.loads((path / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert shards == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    assert sorted(p.name for p in path.glob("*.safetensors")) == shards
+    vision = ("visual.",) if family == "qwen2_5_vl" else ("vision_model.", "multi_modal_projector.")
+    for key, shard in index["weight_map"].items():
+        assert (shard == shards[1]) == key.startswith(vision), key
+    assert index["metadata"]["total_size"] == sum(
+        t.numel() * t.element_size() for t in tensors(path).values()
+    )
+
+
 # --- names and presets -------------------------------------------------------
 
 
@@ -222,11 +236,7 @@ def test_text_heavy_is_mostly_text(family: str) -> None:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_folder_is_sharded_bf16_with_an_index(built: dict[str, Path], family: str) -> None:
     path = built[family]
-    index = json.loads((path / "model.safetensors.index.json").read_text())
-    shards = set(index["weight_map"].values())
-    assert len(shards) >= 2 and all((path / s).is_file() for s in shards)
-    vision_prefix = "visual." if family == "qwen2_5_vl" else "vision_model."
-    assert any(k.startswith(vision_prefix) for k in index["weight_map"])
+    assert_text_and_vision_shards(path, family)
     config = json.loads((path / "config.json").read_text())
     assert config["dtype"] == "bfloat16"
     assert {t.dtype for t in tensors(path).values()} == {torch.bfloat16}
@@ -307,7 +317,9 @@ def test_text_round_trips(loaded: dict[str, tuple], family: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_answer_and_question_words_are_one_token_each(loaded: dict[str, tuple], family: str) -> None:
+def test_answer_and_question_words_are_one_token_each(
+    loaded: dict[str, tuple], family: str
+) -> None:
     tokenizer = loaded[family][0].tokenizer
     answer = "a red circle and a blue square; a yellow triangle"
     ids = tokenizer.encode(answer, add_special_tokens=False)
@@ -368,7 +380,12 @@ def llama4_tiles(width: int, height: int) -> tuple[int, int]:
     return min((c for c in canvases if scales[c] == best), key=lambda c: c[0] * c[1])
 
 
-SIZES = [(448, 336), (96, 64), (1000, 700), (300, 900)]  # (width, height); the first is the example's
+SIZES = [
+    (448, 336),
+    (96, 64),
+    (1000, 700),
+    (300, 900),
+]  # (width, height); the first is the example's
 
 
 def test_preprocessing_rules_above_give_the_known_values() -> None:
@@ -385,11 +402,19 @@ def test_processor_settings_are_the_real_ones(built: dict[str, Path], family: st
     model = json.loads((built[family] / "config.json").read_text())
     if family == "qwen2_5_vl":
         assert image["min_pixels"] == 3136 and image["max_pixels"] == 12845056
-        assert (image["patch_size"], image["merge_size"], image["temporal_patch_size"]) == (14, 2, 2)
+        assert (image["patch_size"], image["merge_size"], image["temporal_patch_size"]) == (
+            14,
+            2,
+            2,
+        )
         assert image["image_mean"] == [0.48145466, 0.4578275, 0.40821073]
         assert image["image_std"] == [0.26862954, 0.26130258, 0.27577711]
         vision = model["vision_config"]
-        assert (vision["patch_size"], vision["spatial_merge_size"], vision["temporal_patch_size"]) == (
+        assert (
+            vision["patch_size"],
+            vision["spatial_merge_size"],
+            vision["temporal_patch_size"],
+        ) == (
             14,
             2,
             2,
@@ -483,11 +508,91 @@ def test_tiny_model_path_builds_once_and_reuses(
     assert spec_hash("qwen2_5_vl", "tiny", trained=False) != spec_hash("qwen2_5_vl", "tiny")
 
 
+def test_trained_checkpoints_round_trip_through_shipped_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """write_shipped keeps what training changed; materialise rebuilds every file but the info."""
+    from vlm_tutorial.offline.tiny import training
+    from vlm_tutorial.offline.tiny.builder import materialise, write_shipped
+
+    quick = training.TrainingPlan(
+        examples=2, layout_pairs=0, notebook_copies=1, vision_steps=1, language_steps=1
+    )
+    monkeypatch.setitem(training.PLANS, "llama4", quick)
+    trained = build_tiny_model("llama4", tmp_path / "trained", train=True)
+    weights = write_shipped(trained, tmp_path / "weights")
+    assert weights.name == "llama4.safetensors"
+    stored = load_file(weights)
+    rows = stored["language_model.lm_head.weight.rows"]
+    assert rows.shape[1] == 64 and 10 < rows.shape[0] < 1000  # the task's tokens only
+    assert "language_model.lm_head.weight" not in stored
+    rebuilt = materialise("llama4", tmp_path / "rebuilt", weights=weights)
+    for file in trained.iterdir():
+        if file.name != INFO_FILE:
+            assert file.read_bytes() == (rebuilt / file.name).read_bytes(), file.name
+    assert_text_and_vision_shards(rebuilt, "llama4")
+    # Weights from another training plan are refused, with the command that rebuilds them.
+    monkeypatch.setitem(training.PLANS, "llama4", training.TrainingPlan(vision_steps=2))
+    with pytest.raises(ValueError, match="--write-weights"):
+        materialise("llama4", tmp_path / "stale", weights=weights)
+
+
+def test_shipped_weights_are_small_current_safetensors() -> None:
+    from safetensors import safe_open
+
+    from vlm_tutorial.offline.tiny.builder import plan_hash, shipped_weights
+
+    folder = shipped_weights("llama4").parent
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"{f}.safetensors" for f in sorted(FAMILIES)
+    ]
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 10 * 2**20
+    for family in FAMILIES:
+        with safe_open(shipped_weights(family), "pt") as f:
+            info = json.loads(f.metadata()["info"])
+        # A change to the preset or the training plan needs new weights (see the retrain test).
+        assert info["plan_hash"] == plan_hash(family), family
+        assert info["family"] == family and info["trained"] and info["seed"] == 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tiny_model_path_unpacks_the_shipped_weights_without_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, family: str
+) -> None:
+    from vlm_tutorial.offline.tiny import training
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("tiny_model_path trained instead of using the shipped weights")
+
+    monkeypatch.setattr(training, "train_model", no_training)
+    monkeypatch.setenv("VLM_TUTORIAL_CACHE", str(tmp_path))
+    path = tiny_model_path(family)
+    info = json.loads((path / INFO_FILE).read_text())
+    assert info["trained"] and info["shipped"] == f"{family}.safetensors"
+    assert_text_and_vision_shards(path, family)
+    weights = tensors(path)
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}
+    assert weights[next(k for k in weights if "embed_tokens" in k)].shape[0] == VOCAB_SIZE[family]
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path).get_text_config()
+    assert config.max_position_embeddings >= (65536 if family == "llama4" else 32768)
+
+
 def test_cli_writes_a_loadable_folder(tmp_path: Path) -> None:
     out = tmp_path / "cli-llama4"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     result = subprocess.run(
-        [sys.executable, "-m", "vlm_tutorial.offline.tiny", "llama4", str(out), "--seed", "3", "--no-train"],
+        [
+            sys.executable,
+            "-m",
+            "vlm_tutorial.offline.tiny",
+            "llama4",
+            str(out),
+            "--seed",
+            "3",
+            "--no-train",
+        ],
         capture_output=True,
         text=True,
         env=env,

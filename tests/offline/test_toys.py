@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from vlm_tutorial.images import example_image
 from vlm_tutorial.offline import toys
-from vlm_tutorial.images import EXAMPLE_DESCRIPTION, example_image
 
 RGB = {
     "red": (220, 40, 40),
@@ -135,11 +135,9 @@ def test_object_mask_marks_each_shape_by_its_position() -> None:
     assert mask.getpixel((5, 5)) == (0, 0, 0)
 
 
-def test_example_image_is_the_described_toy_picture() -> None:
-    assert EXAMPLE_DESCRIPTION == "a red circle and a blue square"
-    image = example_image()
-    assert image.size == (448, 336)
-    assert image.tobytes() == toys.draw(EXAMPLE_DESCRIPTION).tobytes()
-    assert (
-        example_image((224, 168)).tobytes() == toys.draw(EXAMPLE_DESCRIPTION, (224, 168)).tobytes()
-    )
+@pytest.mark.parametrize("size", [(448, 336), (224, 168), (300, 900)])
+def test_example_image_draws_the_toy_pictures_pixel_for_pixel(size) -> None:
+    """The core's example_image draws what toys.draw draws, for every description."""
+    assert example_image().tobytes() == toys.draw("a red circle and a blue square").tobytes()
+    for description in toys.every_description():
+        assert example_image(description, size).tobytes() == toys.draw(description, size).tobytes()

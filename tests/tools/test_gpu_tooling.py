@@ -1,46 +1,49 @@
-"""The GPU path's tooling, checked on a CPU: gpu-check's command line, the kit's engine
-arguments, the results renderer, the workflows, and ``pytest -m gpu`` skipping cleanly."""
+"""The GPU path's tooling, checked on a CPU: gpu_check's command line and record, the kit's
+engine arguments, the kit builder, the results renderer, the GPU workflow, and ``pytest -m gpu``
+skipping cleanly."""
 
 from __future__ import annotations
 
+import base64
 import copy
-import importlib.machinery
+import hashlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-GPU_CHECK = ROOT / "scripts" / "gpu-check"
-ENGINE_ARGS = ROOT / "scripts" / "gpu_engine_args.json"
+from tools import gpu_check, make_gpu_kit, render_gpu_results
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE_ARGS = ROOT / "tools" / "gpu_engine_args.json"
 SERVER_ARGS = ROOT / "tests" / "data" / "sglang-0.5.17-server-args.txt"
 FIXTURE = ROOT / "tests" / "data" / "gpu_results_example.json"
 FORMATS = ("raw", "processor_output", "precomputed_embedding")
-
-
-def _load(path: Path, name: str) -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader(name, str(path))
-    spec = importlib.util.spec_from_loader(name, loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def gpu_check() -> ModuleType:
-    return _load(GPU_CHECK, "gpu_check")
-
-
-@pytest.fixture(scope="module")
-def renderer() -> ModuleType:
-    return _load(ROOT / "scripts" / "render_gpu_results.py", "render_gpu_results")
+ALLOWED_VARIABLES = {
+    "VLM_TUTORIAL_CACHE",
+    "VLM_TUTORIAL_ENGINE_ARGS",
+    "VLM_TUTORIAL_BACKEND",
+    "VLM_TUTORIAL_MODEL_PATH",
+}
+#: The engine's log lines that reached the recorded notebooks before (issue 22), as logged.
+NOISE = [
+    "[2026-12-01 20:57:07] Fail to set RLIMIT_NOFILE: current limit exceeds maximum limit\n",
+    "[2026-12-01 20:57:08] Ignore import error when loading sglang.srt.multimodal.processors."
+    "inkling: No module named 'helion'\n",
+    "[2026-12-01 20:57:08] torchcodec is not installed; audio inputs will fail at request time\n",
+    "[2026-12-01 20:57:09] SGLANG_USE_CUDA_IPC_TRANSPORT is deprecated; use "
+    "--mm-feature-transport=cuda_ipc\n",
+    "[transformers] The `use_fast` parameter is deprecated and will be removed in a future "
+    "version.\n",
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,45 +58,53 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-# --------------------------------------------------------------------------- gpu-check
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("VLM_TUTORIAL_")}
 
 
-def test_gpu_check_help_lists_the_stages_and_options() -> None:
-    proc = _run(str(GPU_CHECK), "--help")
+def _plan(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    proc = _run("tools/gpu_check.py", "--dry-run", *args, env=env or _clean_env())
     assert proc.returncode == 0, proc.stderr
-    for word in ("--stage", "--kit", "--real", "--out-dir", "--timeout", "tests", "nbval"):
+    plan: dict[str, Any] = json.loads(proc.stdout)
+    return plan
+
+
+# --------------------------------------------------------------------------- gpu_check's command line
+
+
+@pytest.mark.parametrize("how", [["tools/gpu_check.py"], ["-m", "tools.gpu_check"]])
+def test_gpu_check_help_lists_the_stages_and_options(how: list[str]) -> None:
+    proc = _run(*how, "--help")
+    assert proc.returncode == 0, proc.stderr
+    for word in ("--stage", "--kit", "--real", "--out-dir", "--timeout", "--run-diagnostics"):
         assert word in proc.stdout
-
-
-@pytest.mark.parametrize("shell", ["bash", "sh"])
-def test_gpu_check_also_runs_through_a_shell(shell: str) -> None:
-    """``make gpu-test`` calls ``bash tools/gpu_check.py``: the shell preamble hands over to Python."""
-    env = dict(os.environ, PYTHON=sys.executable)
-    proc = subprocess.run(
-        [shell, str(GPU_CHECK), "--help"], cwd=ROOT, capture_output=True, text=True, env=env
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("usage: tools/gpu_check.py")
+    for stage in ("tests", "notebooks", "nbval", "all"):
+        assert stage in proc.stdout
 
 
 def test_gpu_check_rejects_an_unknown_stage() -> None:
-    proc = _run(str(GPU_CHECK), "--stage", "benchmarks", "--dry-run")
+    proc = _run("tools/gpu_check.py", "--stage", "benchmarks", "--dry-run")
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr
 
 
-def _plan(*args: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VLM_TUTORIAL_")}
-    proc = _run(str(GPU_CHECK), "--dry-run", *args, env=env)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def test_kit_engine_arguments_come_from_the_json_only_with_kit() -> None:
+def test_the_kits_engine_arguments_come_only_with_kit_and_the_machines_own_win() -> None:
     with_kit = _plan("--kit", ".gpu-kit", "--stage", "tests")
     assert json.loads(with_kit["engine_args_env"]) == json.loads(ENGINE_ARGS.read_text())
-    # A full SGLang install runs with SGLang's own defaults.
-    assert _plan("--stage", "tests")["engine_args_env"] is None
+    assert _plan("--stage", "tests")["engine_args_env"] is None  # a full install: no file
+    own = dict(_clean_env(), VLM_TUTORIAL_ENGINE_ARGS='{"attention_backend": "flashinfer"}')
+    merged = json.loads(_plan("--kit", ".gpu-kit", env=own)["engine_args_env"])
+    assert merged["attention_backend"] == "flashinfer"
+    assert merged["sampling_backend"] == json.loads(ENGINE_ARGS.read_text())["sampling_backend"]
+
+
+def test_switches_reach_pytest_as_options_not_variables() -> None:
+    plain = _plan("--stage", "tests")["pytest_command"]
+    assert "--gpu-real" not in plain and "--run-diagnostics" not in plain
+    assert any(word.startswith("--gpu-record=") for word in plain)
+    assert plain[plain.index("-m", 2) + 1] == "gpu"  # `-m gpu`, after `python -m pytest`
+    both = _plan("--real", "--run-diagnostics", "--stage", "tests")["pytest_command"]
+    assert "--gpu-real" in both and "--run-diagnostics" in both
 
 
 def test_notebooks_run_on_sglang_with_tiny_models_unless_real() -> None:
@@ -106,7 +117,8 @@ def test_notebooks_run_on_sglang_with_tiny_models_unless_real() -> None:
     assert set(tiny["notebooks"]) == {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}
     real = _plan("--real")
     assert real["mode"] == "real" and real["stages"] == ["tests", "notebooks", "nbval"]
-    assert "VLM_TUTORIAL_MODEL_PATH" not in real["notebook_env"]
+    assert real["notebook_env"]["VLM_TUTORIAL_MODEL_PATH"] is None  # removed: the real ids
+    assert _plan("--notebooks", "llama4", "--stage", "nbval")["notebooks"] == ["llama4.ipynb"]
 
 
 def test_gpu_check_refuses_to_run_without_a_gpu(tmp_path: Path) -> None:
@@ -114,13 +126,38 @@ def test_gpu_check_refuses_to_run_without_a_gpu(tmp_path: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    proc = _run(str(GPU_CHECK), "--stage", "tests", "--results", str(tmp_path / "r.json"))
+    proc = _run("tools/gpu_check.py", "--stage", "tests", "--results", str(tmp_path / "r.json"))
     assert proc.returncode == 2
     assert "no CUDA GPU" in proc.stdout
     assert not (tmp_path / "r.json").exists()
 
 
-def test_strip_notebook_keeps_one_image_and_shortens_long_text(gpu_check: ModuleType) -> None:
+def test_only_the_four_variables_are_read_by_the_gpu_tooling() -> None:
+    files = [
+        *sorted((ROOT / "tools").glob("*.py")),
+        *sorted((ROOT / "tests" / "gpu").glob("*.py")),
+        ROOT / "tests" / "conftest.py",
+        ROOT / ".github" / "workflows" / "gpu.yml",
+    ]
+    mine = [p for p in files if p.name not in ("gpu_bench.py", "realscale_checkpoint.py")]
+    found = {
+        name: str(path.relative_to(ROOT))
+        for path in mine
+        for name in re.findall(r"VLM_TUTORIAL_[A-Z_]+", path.read_text())
+    }
+    assert set(found) <= ALLOWED_VARIABLES, {
+        k: v for k, v in found.items() if k not in ALLOWED_VARIABLES
+    }
+
+
+# --------------------------------------------------------------------------- the recorded notebooks
+
+
+def _stream(name: str, text: str) -> dict[str, Any]:
+    return {"output_type": "stream", "name": name, "text": text}
+
+
+def test_strip_notebook_keeps_one_image_and_shortens_long_text() -> None:
     image = {
         "output_type": "display_data",
         "data": {"image/png": "A" * 5000, "text/plain": "<img>"},
@@ -144,7 +181,101 @@ def test_strip_notebook_keeps_one_image_and_shortens_long_text(gpu_check: Module
     assert "widgets" not in out["metadata"]
 
 
-def test_junit_cases_reads_outcomes(gpu_check: ModuleType, tmp_path: Path) -> None:
+def test_the_engine_log_leaves_the_notebook_for_a_file_beside_it() -> None:
+    teaching = "raw: prompt_tokens=9\nanswer: 'a red circle and a blue square'\n"
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "outputs": [
+                    _stream("stderr", "".join(NOISE[:3])),
+                    # SGLang's subprocesses also write to stdout, between the cell's own lines.
+                    _stream("stdout", NOISE[3] + teaching + NOISE[4]),
+                ],
+            },
+            {"cell_type": "markdown", "source": "text"},
+        ]
+    }
+    assert len(gpu_check.engine_noise(copy.deepcopy(nb))) == len(NOISE)
+    clean, engine_log = gpu_check.split_engine_log(nb)
+    assert clean["cells"][0]["outputs"] == [_stream("stdout", teaching)]
+    assert gpu_check.engine_noise(clean) == []
+    for line in NOISE:
+        assert line.strip() in engine_log
+    assert "cell 0" in engine_log
+
+
+def test_the_copy_and_its_engine_log_carry_no_machine_paths(tmp_path: Path) -> None:
+    home, repo = str(Path.home()), str(gpu_check.REPO)
+    warning = "/opt/torch/.venv/lib/python3.12/site-packages/tqdm/auto.py:21: TqdmWarning\n"
+    executed = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "outputs": [
+                    _stream("stdout", "engine_args: {'mem_fraction_static': 0.6, 'tp_size': 1}\n"),
+                    _stream("stdout", f"Checkpoint: {home}/.cache/vlm/qwen\nsaved {repo}/x\n"),
+                    _stream("stderr", warning + NOISE[0]),
+                ],
+            }
+        ],
+        "metadata": {},
+    }
+    source = tmp_path / "executed.ipynb"
+    source.write_text(json.dumps(executed))
+    target = tmp_path / "docs" / "qwen2_5_vl.ipynb"
+    pairs = gpu_check.machine_paths("/opt/torch/.venv/bin/python3", {})
+    entry = gpu_check.copy_executed(source, target, pairs)
+    assert entry["engine_args"] == {"mem_fraction_static": 0.6, "tp_size": 1}
+    assert entry["engine_noise_left"] == []
+    copy_text = target.read_text()
+    log_text = target.with_suffix(".engine.log").read_text()
+    for text in (copy_text, log_text):
+        assert home not in text and repo not in text and "/opt/" not in text
+    assert "~/.cache/vlm/qwen" in copy_text and "saved x" in copy_text
+    assert "site-packages/tqdm/auto.py" in log_text and "RLIMIT_NOFILE" in log_text
+
+
+def test_the_notebooks_stage_copies_each_notebook_without_its_engine_log(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """What the notebooks stage keeps of a run: a clean copy, the log beside it, the arguments."""
+
+    class FakeRunner:
+        """Writes what ``python -m tools.run_notebooks`` would: the executed copy and a summary."""
+
+        env: dict[str, str] = {}
+        calls: list[Any] = []
+
+        def run(self, cmd: list[str], extra_env: Any = None) -> tuple[int, float]:
+            self.calls.append((cmd, extra_env))
+            outputs = [_stream("stderr", NOISE[0]), _stream("stdout", "Engine: SGLang\n")]
+            meta = {"vlm_tutorial": {"family": "llama4", "engine": "SGLang (sglang.Engine)"}}
+            nb = {"cells": [{"cell_type": "code", "outputs": outputs}], "metadata": meta}
+            out = Path(cmd[cmd.index("--out") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / Path(cmd[3]).name).write_text(json.dumps(nb))
+            Path(cmd[cmd.index("--summary") + 1]).write_text("[]")
+            return 0, 1.0
+
+    monkeypatch.setattr(gpu_check, "BUILD", tmp_path / "build")
+    docs = tmp_path / "docs"
+    argv = ["--stage", "notebooks", "--notebooks", "llama4", "--results", str(docs / "r.json")]
+    results: dict[str, Any] = {"engine_args": {"llama4": {"mem_fraction_static": 0.8}}}
+    runner = FakeRunner()
+    assert gpu_check.stage_notebooks(runner, "python3", gpu_check.parse_args(argv), results) == 0  # type: ignore[arg-type]
+    ((cmd, extra_env),) = runner.calls
+    assert cmd[1:4] == ["-m", "tools.run_notebooks", "notebooks/llama4.ipynb"]
+    assert extra_env == {"VLM_TUTORIAL_BACKEND": "sglang", "VLM_TUTORIAL_MODEL_PATH": "tiny"}
+    entry = results["notebooks"]["llama4.ipynb"]
+    assert entry["engine_args"] == {"mem_fraction_static": 0.8}  # the family's, not printed
+    assert entry["engine_noise_left"] == []
+    copied = json.loads((docs / "llama4.ipynb").read_text())
+    assert copied["cells"][0]["outputs"] == [_stream("stdout", "Engine: SGLang\n")]
+    assert "RLIMIT_NOFILE" in (docs / "llama4.engine.log").read_text()
+
+
+def test_junit_cases_reads_outcomes(tmp_path: Path) -> None:
     xml = tmp_path / "j.xml"
     xml.write_text(
         '<testsuites><testsuite><testcase classname="t" name="a" time="1.5"/>'
@@ -158,21 +289,112 @@ def test_junit_cases_reads_outcomes(gpu_check: ModuleType, tmp_path: Path) -> No
     assert cases[1]["message"] == "no GPU"
 
 
+def test_the_record_holds_no_machine_paths() -> None:
+    repo = str(gpu_check.REPO)
+    env = {"VLM_TUTORIAL_CACHE": "/tmp/box/cache"}
+    record = {
+        "environment": {"executable": "/opt/torch/.venv/bin/python3"},
+        "build": {"tiny_models": {"llama4:tiny": {"path": "/tmp/box/cache/llama4-tiny-abc"}}},
+        "notebooks": {"x.ipynb": {"copied_to": f"{repo}/docs/gpu/x.ipynb"}},
+        "kit": {"target": "/tmp/vlm-gpu-kit", "site": "/tmp/vlm-gpu-kit/site"},
+        "home": f"{Path.home()}/.cache/flashinfer",
+    }
+    pairs = gpu_check.machine_paths("/opt/torch/.venv/bin/python3", env)
+    clean = gpu_check.sanitize(record, pairs)
+    text = json.dumps(clean)
+    assert "/tmp/" not in text and "/opt/" not in text and repo not in text
+    assert clean["notebooks"]["x.ipynb"]["copied_to"] == "docs/gpu/x.ipynb"
+    assert (
+        clean["build"]["tiny_models"]["llama4:tiny"]["path"]
+        == "$VLM_TUTORIAL_CACHE/llama4-tiny-abc"
+    )
+    assert clean["kit"]["site"] == "<kit>/site" and clean["home"] == "~/.cache/flashinfer"
+    assert gpu_check.drop_out_dir("tools/gpu_check.py --kit k --out-dir /tmp/o --stage tests") == (
+        "tools/gpu_check.py --kit k --stage tests"
+    )
+
+
+def test_test_parts_merge_into_one_complete_record(tmp_path: Path, monkeypatch) -> None:
+    """Two calls, each running some GPU test files, add up to one record covering tests/gpu."""
+    files = gpu_check.gpu_test_files()
+    assert "tests/gpu/test_sglang_formats.py" in files and len(files) >= 3
+
+    class FakeRunner:
+        """Runs nothing: writes the junit file and the record pytest would have written."""
+
+        def run(self, cmd: list[str], extra_env: Any = None) -> tuple[int, float]:
+            names = [a for a in cmd if a.startswith("tests/gpu")]
+            cases = "".join(
+                f'<testcase classname="{Path(n).stem}" name="t" file="{n}" time="1.0"/>'
+                for n in names
+            )
+            (gpu_check.BUILD / "tests-junit.xml").write_text(f"<testsuite>{cases}</testsuite>")
+            (record,) = [a.split("=", 1)[1] for a in cmd if a.startswith("--gpu-record=")]
+            Path(record).write_text(json.dumps({"margins": {Path(names[0]).stem: 5.0}}))
+            return 0, 2.0
+
+    monkeypatch.setattr(gpu_check, "BUILD", tmp_path)
+    results: dict[str, Any] = {}
+    half = len(files) // 2
+    for chunk in (files[:half], files[half:]):
+        args = gpu_check.parse_args(["--stage", "tests", "--test-files", *chunk])
+        assert gpu_check.stage_tests(FakeRunner(), "python3", args, results) == 0  # type: ignore[arg-type]
+        if chunk is files[:half]:
+            assert results["tests"]["complete"] is False
+    tests = results["tests"]
+    assert tests["complete"] is True and len(tests["parts"]) == 2
+    assert tests["summary"]["passed"] == len(files)
+    assert set(tests["record"]["margins"]) == {Path(files[0]).stem, Path(files[half]).stem}
+
+
 # --------------------------------------------------------------------------- engine arguments
 
 
-def test_engine_args_json_holds_the_kit_settings(server_args: set[str]) -> None:
+def test_engine_args_json_holds_only_what_the_trimmed_install_needs(server_args: set[str]) -> None:
     args = json.loads(ENGINE_ARGS.read_text())
     assert args["attention_backend"] == "triton"  # FA3 is not in the trimmed sgl_kernel
     assert args["mm_attention_backend"] == "triton_attn"  # the ViT default on Hopper is FA3
     assert args["sampling_backend"] == "pytorch"
-    # CUDA graphs on: decode runs at the hardware's pace (about 4.4 ms per token against 35 ms
-    # off, measured on an H200 with this kit); the prefill stays eager (images vary in length).
+    # CUDA graphs on for decode (about 4.4 ms per token against 35 ms off, on an H200 with this
+    # kit); the prefill stays eager (images vary in length).
     assert args["disable_cuda_graph"] is False and args["disable_prefill_cuda_graph"] is True
     assert args["cuda_graph_max_bs_decode"] >= 8  # the benchmark's batch of 8
-    assert 0 < args["mem_fraction_static"] < 1
+    # The memory fraction is the family registry's: one value per model, not per install.
+    assert "mem_fraction_static" not in args
     unknown = set(args) - server_args
     assert not unknown, f"not sglang 0.5.17 ServerArgs fields: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "llama4"])
+def test_the_kits_file_merges_between_the_registry_and_the_caller(family: str) -> None:
+    from vlm_tutorial.families import get_family
+    from vlm_tutorial.settings import merge_engine_args
+
+    real = get_family(family).real_model_id
+    env = {"VLM_TUTORIAL_ENGINE_ARGS": ENGINE_ARGS.read_text()}
+    merged = merge_engine_args(real, {"sampling_backend": "flashinfer"}, env=env)
+    registry = get_family(family).engine_args
+    assert merged["mem_fraction_static"] == registry["mem_fraction_static"]
+    assert merged["attention_backend"] == "triton"  # the install's file over the registry
+    assert merged["sampling_backend"] == "flashinfer"  # the caller over the install's file
+
+
+def _gpu_module(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """A module of tests/gpu, imported as pytest imports it there (tests/gpu on sys.path)."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "gpu"))
+    spec = importlib.util.spec_from_file_location(
+        f"{name}_on_cpu", ROOT / "tests" / "gpu" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def support(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _gpu_module("gpu_support", monkeypatch)
 
 
 def test_gpu_tests_use_real_server_args(server_args: set[str], support: ModuleType) -> None:
@@ -186,11 +408,6 @@ def test_gpu_tests_use_real_server_args(server_args: set[str], support: ModuleTy
 
 
 # --------------------------------------------------------------------------- GPU test support code
-
-
-@pytest.fixture(scope="module")
-def support() -> ModuleType:
-    return _load(ROOT / "tests" / "gpu" / "gpu_support.py", "gpu_support_for_cpu_test")
 
 
 def _out(ids: list[int], tops: list[list[tuple[float, int]]] | None = None) -> dict[str, Any]:
@@ -231,33 +448,155 @@ def test_batch_request_merges_single_requests(support: ModuleType) -> None:
     }
 
 
+def test_the_lifecycle_test_runs_the_notebooks_own_engine_cell_twice(monkeypatch) -> None:
+    lifecycle = _gpu_module("test_engine_lifecycle", monkeypatch)
+    for notebook in ("qwen2_5_vl.ipynb", "llama4.ipynb"):
+        nb, first = lifecycle.engine_cell_rerun(notebook, real_models=False)
+        sources = [cell.source for cell in nb.cells]
+        assert "sglang.Engine(model_path" in sources[first]
+        assert sources[first + 1] == sources[first]  # the same cell, run again
+        assert "engine.shutdown()" in sources[-1] and len(sources) == first + 3
+        tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+        assert sources[tagged[0] + 1] == "model_path = 'tiny'\nbackend = 'sglang'"
+
+
+# --------------------------------------------------------------------------- the kit builder
+
+
+def test_the_kit_pins_sglang_and_its_transformers() -> None:
+    pins = [*make_gpu_kit.REPACKED, make_gpu_kit.TRANSFORMERS, make_gpu_kit.TOKENIZERS]
+    pins += make_gpu_kit.ENGINE_DEPS + make_gpu_kit.NOTEBOOK
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+", pin) for pin in pins), pins
+    for pin in ("sglang==0.5.17", "transformers==5.12.1", "tokenizers==0.22.2"):
+        assert pin in pins
+    names = {pin.split("==")[0] for pin in pins}
+    assert {"papermill", "nbval", "nbclient", "ipykernel"} <= names
+    assert len(names) == len(pins)  # one version per package
+    assert {"auto", "qwen2_5_vl", "qwen2_vl", "llama4"} <= set(make_gpu_kit.TF_MODELS)
+
+
+def _wheel(path: Path, files: dict[str, bytes]) -> Path:
+    record = "x-1.0.dist-info/RECORD"
+    rows = [f"{name},sha256=stale,1" for name in files] + [f"{record},,"]
+    with zipfile.ZipFile(path, "w") as zout:
+        for name, data in files.items():
+            zout.writestr(name, data)
+        zout.writestr(record, "\n".join(rows) + "\n")
+    return path
+
+
+def test_repack_drops_members_and_rewrites_the_record(tmp_path: Path) -> None:
+    files = {"x/__init__.py": b"A = 1\n", "x/big/ops.so": b"\0" * 1000, "x/util.py": b"B = 2\n"}
+    src = _wheel(tmp_path / "x-1.0-py3-none-any.whl", files)
+    dst = make_gpu_kit.repack(src, tmp_path / "out", drop=["x/big/*"])
+    with zipfile.ZipFile(dst) as zin:
+        names = set(zin.namelist())
+        rows = zin.read("x-1.0.dist-info/RECORD").decode().splitlines()
+    assert names == {"x/__init__.py", "x/util.py", "x-1.0.dist-info/RECORD"}
+    for name in ("x/__init__.py", "x/util.py"):
+        digest = base64.urlsafe_b64encode(hashlib.sha256(files[name]).digest()).rstrip(b"=")
+        assert f"{name},sha256={digest.decode()},{len(files[name])}" in rows
+    assert not any(row.startswith("x/big/") for row in rows)
+
+
+def test_repack_keeps_the_named_model_folders_and_those_mapped_to_kept_classes(
+    tmp_path: Path,
+) -> None:
+    auto = "transformers/models/auto/"
+    files = {
+        f"{auto}configuration_auto.py": b'SPECIAL_MODEL_TYPE_TO_MODULE_NAME = {"odd-type": "odd"}\n',
+        f"{auto}tokenization_auto.py": (
+            b'MAPPING = [("audioflamingo3", ("Qwen2Tokenizer", None)),\n'
+            b'           ("odd-type", ("Llama4Processor",)), ("bert", ("BertTokenizer",))]\n'
+        ),
+        "transformers/models/audioflamingo3/__init__.py": b"",
+        "transformers/models/odd/__init__.py": b"",
+        "transformers/models/bert/__init__.py": b"",
+        "transformers/models/llama4/__init__.py": b"",
+        "transformers/models/__init__.py": b"",
+    }
+    src = _wheel(tmp_path / "transformers-5.12.1-py3-none-any.whl", files)
+    dst = make_gpu_kit.repack(
+        src,
+        tmp_path / "out",
+        keep_parent="transformers/models",
+        keep=["auto", "llama4"],
+        keep_mapped=["Qwen2Tokenizer", "Llama4Processor"],
+    )
+    with zipfile.ZipFile(dst) as zin:
+        folders = {n.split("/")[2] for n in zin.namelist() if n.count("/") >= 3}
+        assert "transformers/models/__init__.py" in zin.namelist()
+    assert folders == {"auto", "llama4", "audioflamingo3", "odd"}
+
+
+def test_the_manifest_adds_up_the_groups(tmp_path: Path) -> None:
+    for sub, size in (("whl", 3000), ("whl-tf", 2000), ("whl-nb", 1000)):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / f"{sub}-1.0-py3-none-any.whl").write_bytes(b"\0" * size)
+    manifest = make_gpu_kit.write_manifest(tmp_path)
+    assert manifest["bytes"] == {"whl": 3000, "whl-tf": 2000, "whl-nb": 1000}
+    assert manifest["total_bytes"] == 6000 and manifest["device_call_limit_bytes"] == 64 * 2**20
+    assert json.loads((tmp_path / "kit.json").read_text()) == manifest
+
+
 # --------------------------------------------------------------------------- renderer
 
 
-def test_render_fixture_has_a_row_per_family_and_format(renderer: ModuleType) -> None:
+def test_render_fixture_has_a_row_per_family_and_format() -> None:
     results = json.loads(FIXTURE.read_text())
     assert "TEST FIXTURE" in results["_comment"]
-    page = renderer.render(results, source="fixture.json")
+    page = render_gpu_results.render(results, source="fixture.json")
     for family in ("qwen2_5_vl", "llama4"):
         for fmt in FORMATS:
             rows = [line for line in page.splitlines() if line.startswith(f"| {family} | {fmt} |")]
             assert len(rows) == 1, (family, fmt)
     assert "| qwen2_5_vl | raw | 30 | 1.5 | 0.02 | 90 | [11, 22, 33, 44] |" in page
-    assert "`tools/gpu_check.py --kit .gpu-kit --stage tests`" in page
-    assert "| qwen2_5_vl.ipynb | 0 | 60 | SGLang (sglang.Engine) |" in page
     assert "3/4" in page  # teacher-forced agreement of the fixture's Llama 4 parity
     assert "tp_size=2 needs 2 GPUs" in page
 
 
-def test_render_handles_a_results_file_with_only_the_notebooks(renderer: ModuleType) -> None:
-    page = renderer.render({"command": "tools/gpu_check.py --stage notebooks", "notebooks": {}})
+def test_render_says_which_engine_arguments_each_run_used() -> None:
+    page = render_gpu_results.render(json.loads(FIXTURE.read_text()), source="fixture.json")
+    assert "- qwen2_5_vl engine arguments" in page and '"mem_fraction_static": 0.61' in page
+    assert '"mem_fraction_static": 0.81' in page
+    notebook_row = next(line for line in page.splitlines() if line.startswith("| qwen2_5_vl.ipynb"))
+    assert "| 0.63 |" in notebook_row
+    engine_row = next(
+        line for line in page.splitlines() if line.startswith("| test_sglang_formats")
+    )
+    assert engine_row.endswith("| 0.62 |")
+
+
+def test_render_writes_commands_as_code_so_their_dashes_stay() -> None:
+    page = render_gpu_results.render(json.loads(FIXTURE.read_text()), source="fixture.json")
+    assert "`tools/gpu_check.py --kit .gpu-kit --stage tests`" in page
+    outside_code = re.sub(r"`[^`]*`", "", page)
+    assert not re.search(r"--[a-z]", outside_code)  # no option left outside a code span
+
+
+def test_every_table_row_has_as_many_cells_as_its_header() -> None:
+    page = render_gpu_results.render(json.loads(FIXTURE.read_text()), source="fixture.json")
+    cells = 0
+    for line in page.splitlines():
+        if not line.startswith("| "):
+            cells = 0
+            continue
+        count = len(re.findall(r"(?<!\\)\|", line)) - 1
+        cells = cells or count  # the header row sets the width of its table
+        assert count == cells, line
+
+
+def test_render_handles_a_results_file_with_only_the_notebooks() -> None:
+    page = render_gpu_results.render(
+        {"command": "tools/gpu_check.py --stage notebooks", "notebooks": {}}
+    )
     assert "No per-format measurements recorded." in page
     assert "Not run yet." in page
 
 
 def test_render_cli_writes_markdown(tmp_path: Path) -> None:
     out = tmp_path / "results.md"
-    proc = _run(str(ROOT / "scripts" / "render_gpu_results.py"), str(FIXTURE), "-o", str(out))
+    proc = _run("-m", "tools.render_gpu_results", str(FIXTURE), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().startswith("# GPU results")
 
@@ -278,32 +617,12 @@ def test_pytest_m_gpu_on_a_cpu_collects_and_skips_with_the_reason() -> None:
     assert "no tests ran" not in text  # exit code 5 would mean nothing was collected
 
 
-# --------------------------------------------------------------------------- kit script and workflows
-
-
-def test_make_gpu_kit_script_is_valid_bash_with_the_pinned_versions() -> None:
-    proc = subprocess.run(
-        ["bash", "-n", str(ROOT / "scripts" / "make-gpu-kit.sh")], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    text = (ROOT / "scripts" / "make-gpu-kit.sh").read_text()
-    for pin in (
-        "sglang==0.5.17",
-        "transformers==5.12.1",
-        "tokenizers==0.22.2",
-        "papermill==",
-        "nbval==",
-        "ipykernel==",
-    ):
-        assert pin in text
-    models = text.split("TF_MODELS=(", 1)[1].split(")", 1)[0].split()
-    for needed in ("auto", "qwen2_5_vl", "qwen2_vl", "llama4"):
-        assert needed in models
+# --------------------------------------------------------------------------- workflows
 
 
 def _workflow(name: str) -> dict[str, Any]:
     yaml = pytest.importorskip("yaml")
-    data = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    data: dict[str, Any] = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
     data["on"] = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as True
     return data
 
@@ -323,7 +642,7 @@ def test_gpu_workflow_runs_gpu_check_on_a_gpu_runner_and_uploads_results() -> No
         s for s in _steps(data) if str(s.get("uses", "")).startswith("actions/upload-artifact")
     ]
     paths = " ".join(str(s["with"]["path"]) for s in uploads)
-    assert "docs/gpu/results.json" in paths and ".ipynb" in paths
+    assert "docs/gpu/results.json" in paths and ".ipynb" in paths and ".engine.log" in paths
     assert all(s.get("if") == "always()" for s in uploads)
 
 
@@ -336,74 +655,9 @@ def test_cpu_workflow_runs_the_ci_script_on_python_3_11() -> None:
     assert any(s.get("run", "").strip().endswith("bash .ci/run") for s in _steps(data))
 
 
-# --------------------------------------------------------------------------- the record
+def test_test_files_may_be_named_without_their_folder():
+    from tools import gpu_check
 
-
-def test_the_record_holds_no_machine_paths(gpu_check: ModuleType) -> None:
-    repo = str(gpu_check.REPO)
-    env = {"VLM_TUTORIAL_CACHE": "/tmp/box/cache", "VLM_TUTORIAL_KIT_TARGET": "/tmp/vlm-gpu-kit"}
-    record = {
-        "environment": {"executable": "/opt/torch/.venv/bin/python3"},
-        "build": {"tiny_models": {"llama4:tiny": {"path": "/tmp/box/cache/llama4-tiny-abc"}}},
-        "notebooks": {"x.ipynb": {"copied_to": f"{repo}/docs/gpu/x.ipynb"}},
-        "kit": {"target": "/tmp/vlm-gpu-kit", "site": "/tmp/vlm-gpu-kit/site"},
-    }
-    pairs = gpu_check.machine_paths("/opt/torch/.venv/bin/python3", env)
-    clean = gpu_check.sanitize(record, pairs)
-    text = json.dumps(clean)
-    assert "/tmp/" not in text and "/opt/" not in text and repo not in text
-    assert clean["notebooks"]["x.ipynb"]["copied_to"] == "docs/gpu/x.ipynb"
-    assert clean["build"]["tiny_models"]["llama4:tiny"]["path"] == "$VLM_TUTORIAL_CACHE/llama4-tiny-abc"
-    assert gpu_check.drop_out_dir("tools/gpu_check.py --kit k --out-dir /tmp/o --stage tests") == (
-        "tools/gpu_check.py --kit k --stage tests"
-    )
-
-
-def test_engine_logs_leave_the_notebook_copies(gpu_check: ModuleType) -> None:
-    nb = {
-        "cells": [
-            {"cell_type": "code", "outputs": [
-                {"output_type": "stream", "name": "stderr", "text": "Fail to set RLIMIT_NOFILE\n"},
-                {"output_type": "stream", "name": "stdout", "text": "raw: prompt_tokens=9\n"},
-            ]},
-            {"cell_type": "markdown", "source": "text"},
-        ]
-    }
-    clean, engine_log = gpu_check.split_engine_log(nb)
-    assert clean["cells"][0]["outputs"] == [
-        {"output_type": "stream", "name": "stdout", "text": "raw: prompt_tokens=9\n"}
-    ]
-    assert "cell 0" in engine_log and "RLIMIT_NOFILE" in engine_log
-
-
-def test_test_parts_merge_into_one_complete_record(gpu_check: ModuleType, tmp_path: Path, monkeypatch) -> None:
-    """Two calls, each running some GPU test files, add up to one record covering tests/gpu."""
-    files = gpu_check.gpu_test_files()
-    assert "tests/gpu/test_sglang_formats.py" in files and len(files) >= 3
-
-    class FakeRunner:
-        """Runs nothing: writes the junit file and the record pytest would have written."""
-
-        def run(self, cmd, extra_env=None, drop_env=()):
-            names = [a for a in cmd if a.startswith("tests/gpu")]
-            cases = "".join(
-                f'<testcase classname="{Path(n).stem}" name="t" file="{n}" time="1.0"/>' for n in names
-            )
-            (gpu_check.BUILD / "tests-junit.xml").write_text(f"<testsuite>{cases}</testsuite>")
-            Path(extra_env["VLM_TUTORIAL_GPU_RECORD"]).write_text(
-                json.dumps({"margins": {Path(names[0]).stem: 5.0}})
-            )
-            return 0, 2.0
-
-    monkeypatch.setattr(gpu_check, "BUILD", tmp_path)
-    results: dict = {}
-    half = len(files) // 2
-    for chunk in (files[:half], files[half:]):
-        args = gpu_check.parse_args(["--stage", "tests", "--test-files", *chunk])
-        assert gpu_check.stage_tests(FakeRunner(), "python3", args, results) == 0
-        if chunk is files[:half]:
-            assert results["tests"]["complete"] is False
-    tests = results["tests"]
-    assert tests["complete"] is True and len(tests["parts"]) == 2
-    assert tests["summary"]["passed"] == len(files)
-    assert set(tests["record"]["margins"]) == {Path(files[0]).stem, Path(files[half]).stem}
+    args = gpu_check.parse_args(["--test-files", "test_sglang_formats.py", "tests/gpu/x.py"])
+    assert args.test_files == ["tests/gpu/test_sglang_formats.py", "tests/gpu/x.py"]
+    assert gpu_check.parse_args([]).test_files is None

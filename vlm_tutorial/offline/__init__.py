@@ -7,5 +7,6 @@ Example:
     >>> from vlm_tutorial.offline import ReferenceEngine  # doctest: +SKIP
 """
 
-# TODO(redesign): `from .reference import ReferenceEngine` once images.py no longer imports toys.
-__all__: list[str] = []
+from .reference import ReferenceEngine
+
+__all__ = ["ReferenceEngine"]

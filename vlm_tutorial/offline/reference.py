@@ -24,14 +24,15 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from vlm_tutorial.errors import EngineUnavailableError, RequestFormatError
+from vlm_tutorial.errors import RequestFormatError
 from vlm_tutorial.families import ModelFamily, detect_family
-from vlm_bench.requests import run_processor
+from vlm_tutorial.images import load_image
 from vlm_tutorial.validation import (
     validate_image_data,
     validate_input_ids,
     validate_sampling_params,
 )
+from vlm_tutorial.vision import resolve_device, resolve_dtype
 
 #: Defaults of ``sglang.SamplingParams`` (SGLang 0.5.17) that the reference engine copies.
 SGLANG_SAMPLING_DEFAULTS: dict[str, Any] = {
@@ -57,48 +58,6 @@ SUPPORTED_SAMPLING_KEYS = frozenset(
 
 #: SGLang treats a temperature below this as greedy decoding.
 _GREEDY_EPS = 1e-6
-
-_DTYPES = ("float32", "float", "bfloat16", "float16", "half", "auto")
-
-
-def _torch_dtype(dtype: Any) -> Any:
-    import torch
-
-    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
-        return dtype
-    names = {
-        "float32": torch.float32,
-        "float": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "float16": torch.float16,
-        "half": torch.float16,
-    }
-    if dtype not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {list(_DTYPES)}")
-    return names[dtype]
-
-
-def _torch_device(device: Any) -> Any:
-    """The device to run on; refuse a CUDA device that is not there (before any weight loads)."""
-    import torch
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={device!r} is not a torch device ({exc}); try 'cpu'") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EngineUnavailableError(
-                f"device={device!r} but torch sees no CUDA GPU here; use device='cpu' (or leave "
-                "it out)"
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise EngineUnavailableError(
-                f"device={device!r} but only {torch.cuda.device_count()} CUDA GPU(s) are visible"
-            )
-    return resolved
 
 
 def _as_tensor(value: Any, dtype: Any = None) -> Any:
@@ -177,8 +136,10 @@ class ReferenceEngine:
         # Everything that can be refused is refused before a weight is read.
         self.model_path = os.fspath(model_path)
         self.family: ModelFamily = detect_family(model_path)
-        self.device = _torch_device(device)
-        dtype = _torch_dtype(dtype)
+        if device is None and torch.cuda.is_available():
+            device = "cuda"
+        self.device = resolve_device(device)
+        dtype = dtype if dtype == "auto" else resolve_dtype(dtype)
         if ignored_engine_args:
             print(
                 "ReferenceEngine: ignoring SGLang-only engine arguments "
@@ -191,7 +152,7 @@ class ReferenceEngine:
         self._lock = threading.Lock()
         self.processor = AutoProcessor.from_pretrained(self.model_path)
         self.tokenizer = self.processor.tokenizer
-        model = AutoModelForImageTextToText.from_pretrained(self.model_path, dtype=dtype)
+        model: Any = AutoModelForImageTextToText.from_pretrained(self.model_path, dtype=dtype)
         self.model: Any = model.to(self.device).eval()
         self.dtype = self.model.dtype
         config = self.model.config
@@ -313,8 +274,7 @@ class ReferenceEngine:
             texts: list[Any] = prompt if is_batch else [prompt]
             if not texts or not all(isinstance(t, str) for t in texts):
                 raise RequestFormatError(
-                    "prompt must be a str or a non-empty list of str, got "
-                    f"{type(prompt).__name__}"
+                    f"prompt must be a str or a non-empty list of str, got {type(prompt).__name__}"
                 )
             id_lists = [None] * len(texts)
         else:
@@ -416,13 +376,12 @@ class ReferenceEngine:
             return self._finish_inputs({"input_ids": ids})
         if prompt is None:  # input_ids with raw images: SGLang decodes the ids back to text
             prompt = self.tokenizer.decode(req["input_ids"])
-        if items:
-            # The processor call of the request builders (and of SGLang): one BOS token.
-            inputs = run_processor(self.processor, prompt, items)
-        else:
-            bos = self.tokenizer.bos_token
-            kwargs = {"add_special_tokens": False} if bos and prompt.startswith(bos) else {}
-            inputs = self.processor(text=[prompt], return_tensors="pt", **kwargs)
+        images = [load_image(item) for item in items]
+        validate_image_data(images or None, prompt=prompt)
+        # As SGLang does: a prompt that starts with the BOS token gets no second one.
+        bos = self.tokenizer.bos_token
+        kwargs = {"add_special_tokens": False} if bos and prompt.startswith(bos) else {}
+        inputs = self.processor(text=[prompt], images=images or None, return_tensors="pt", **kwargs)
         out: dict[str, Any] = {"input_ids": inputs["input_ids"]}
         for key in self.family.generate_keys:
             if inputs.get(key) is not None:

@@ -9,11 +9,14 @@ Every image-token count, grid, tile and prompt layout matches the real model
 
 The ``tiny`` preset is trained on toy pictures (:mod:`vlm_tutorial.offline.tiny.training`):
 asked "What's shown here: <image>?" it names the colours and shapes in the
-picture. The other presets keep random weights and answer nonsense.
+picture. Training takes minutes, so the package ships what it changed
+(``weights/<family>.safetensors``, :func:`write_shipped`) and
+:func:`materialise` rebuilds the checkpoint from it in about a second. The
+other presets keep random weights and answer nonsense.
 
 Example:
     >>> from vlm_tutorial.offline.tiny import tiny_model_path
-    >>> path = tiny_model_path("qwen2_5_vl")  # built (and trained) once, then reused
+    >>> path = tiny_model_path("qwen2_5_vl")  # written once, then reused
     >>> (path / "model.safetensors.index.json").is_file()
     True
 """
@@ -34,14 +37,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vlm_tutorial.errors import UnknownModelFamilyError
-from vlm_tutorial.families import FAMILIES, get_family
+from vlm_tutorial.families import get_family
+
 from .presets import INIT_STD, LLAMA4_IMAGE, PRESETS, QWEN2_5_VL_IMAGE, VOCAB
 from .tokenizer import WHOLE_WORDS, build_tokenizer
 
 #: Bump when a change to this module, to the training (``training.py``) or to
 #: the toy pictures (``toys.py``) changes what is written.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 #: The file each tiny checkpoint carries to say what it is.
 INFO_FILE = "tiny_model.json"
@@ -84,23 +87,20 @@ def is_trained(family: str, preset: str = "tiny") -> bool:
     return bool(check_preset(family, preset)[1].get("trained", False))
 
 
-def spec_hash(family: str, preset: str, trained: bool | None = None) -> str:
-    """A short hash of everything that decides a checkpoint's files, for cache folder names.
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
 
-    For a trained checkpoint this includes the training plan and the torch
-    version; a change to the training code or the toy pictures bumps
-    :data:`BUILDER_VERSION`.
+
+def plan_hash(family: str, preset: str = "tiny", trained: bool = True) -> str:
+    """A short hash of what decides a checkpoint's tensors: preset, vocabulary, template, plan.
+
+    A change to the training code or the toy pictures bumps :data:`BUILDER_VERSION`.
 
     Example:
-        >>> len(spec_hash("llama4", "tiny"))
-        10
+        >>> plan_hash("llama4") != plan_hash("llama4", trained=False)
+        True
     """
-    import tokenizers
-    import torch
-    import transformers
-
     name, spec = check_preset(family, preset)
-    trained = is_trained(name, preset) if trained is None else trained
     payload: dict[str, Any] = {
         "builder": BUILDER_VERSION,
         "family": name,
@@ -110,17 +110,49 @@ def spec_hash(family: str, preset: str, trained: bool | None = None) -> str:
         "words": WHOLE_WORDS,
         "std": INIT_STD[name],
         "template": chat_template(name),
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
         "trained": trained,
     }
     if trained:
         from . import training
 
         payload["plan"] = training.PLANS[name].as_dict()
-        payload["torch"] = torch.__version__
-    text = json.dumps(payload, sort_keys=True, default=list)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+    return _digest(payload)[:10]
+
+
+def _shipped_info(family: str) -> dict[str, Any] | None:
+    """The info of ``family``'s shipped weights, if they exist and match today's plan."""
+    from safetensors import safe_open
+
+    path = shipped_weights(family)
+    if not path.is_file():
+        return None
+    with safe_open(path, "pt") as f:
+        info: dict[str, Any] = json.loads(f.metadata()["info"])
+    return info if info.get("plan_hash") == plan_hash(family) else None
+
+
+def spec_hash(family: str, preset: str, trained: bool | None = None) -> str:
+    """A short hash of everything that decides a checkpoint's files, for cache folder names.
+
+    :func:`plan_hash` and the library versions; for a trained checkpoint also
+    the shipped weights it comes from, or else the torch version that trains it.
+
+    Example:
+        >>> len(spec_hash("llama4", "tiny"))
+        10
+    """
+    import tokenizers
+    import torch
+    import transformers
+
+    name, _ = check_preset(family, preset)
+    trained = is_trained(name, preset) if trained is None else trained
+    payload = [plan_hash(name, preset, trained), transformers.__version__, tokenizers.__version__]
+    if trained:
+        shipped = preset == "tiny" and _shipped_info(name) is not None
+        digest = hashlib.sha256(shipped_weights(name).read_bytes()).hexdigest() if shipped else None
+        payload.append(digest or torch.__version__)
+    return _digest(payload)[:10]
 
 
 def _qwen_config(spec: dict[str, Any]) -> Any:
@@ -161,7 +193,8 @@ def _llama4_config(spec: dict[str, Any]) -> Any:
     text = dict(spec["text"])
     text.update(
         vocab_size=VOCAB["llama4"]["vocab_size"],
-        max_position_embeddings=32768,
+        # The notebooks pass context_length=65536 to sglang.Engine, which refuses more than this.
+        max_position_embeddings=65536,
         attention_chunk_size=8192,
         rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
         bos_token_id=200000,
@@ -191,6 +224,27 @@ def _llama4_config(spec: dict[str, Any]) -> Any:
         image_token_index=200092,
         tie_word_embeddings=spec["tie_word_embeddings"],
     )
+
+
+def _config(family: str, spec: dict[str, Any]) -> Any:
+    return _qwen_config(spec) if family == "qwen2_5_vl" else _llama4_config(spec)
+
+
+def _model_class(family: str) -> Any:
+    import transformers
+
+    name = "Qwen2_5_VL" if family == "qwen2_5_vl" else "Llama4"
+    return getattr(transformers, f"{name}ForConditionalGeneration")
+
+
+def _write_files(family: str, spec: dict[str, Any], out: Path) -> None:
+    """Everything but the weights: config, generation config, tokenizer, processor, template."""
+    config = _config(family, spec)
+    config.architectures = [_model_class(family).__name__]
+    config.dtype = "bfloat16"
+    config.save_pretrained(out)
+    save_generation_config(family, out)
+    save_tokenizer_and_processor(family, out, image=spec["image"])
 
 
 def _init_weights(model: Any, std: float, seed: int) -> None:
@@ -349,6 +403,132 @@ def folder_size(path: str | os.PathLike) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
+def _initial_rows(family: str, seed: int) -> dict[str, Any]:
+    """The embedding and output matrices (bfloat16) of the ``tiny`` model before training.
+
+    The model's own initialisation under ``torch.manual_seed(seed)``, as
+    :func:`build_tiny_model` starts it: training changes only the rows of the
+    tokens it uses, and this rebuilds the others. Keys: ``embed_tokens``, ``lm_head``.
+    """
+    import torch
+
+    name, spec = check_preset(family, "tiny")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _model_class(name)(_config(name, spec))
+    layers = {
+        "embed_tokens": model.get_input_embeddings(),
+        "lm_head": model.get_output_embeddings(),
+    }
+    return {key: layer.weight.detach().to(torch.bfloat16) for key, layer in layers.items()}
+
+
+def _read_tensors(folder: Path) -> dict[str, Any]:
+    """Every tensor of the ``*.safetensors`` files in ``folder``."""
+    from safetensors.torch import load_file
+
+    return {
+        k: v for shard in sorted(folder.glob("*.safetensors")) for k, v in load_file(shard).items()
+    }
+
+
+def _save_sharded(tensors: dict[str, Any], out: Path, family: str) -> None:
+    """Write the text weights and the vision weights in two shards, with their index file.
+
+    The vision-only loader (:func:`vlm_tutorial.vision.load_vision_encoder`)
+    then reads the small second shard only, as it does for the real checkpoints.
+    """
+    from safetensors.torch import save_file
+
+    prefixes = get_family(family).vision_prefixes
+    vision = {k for k in tensors if k.startswith(prefixes)}
+    weight_map = {}
+    for i, keys in enumerate((sorted(set(tensors) - vision), sorted(vision))):
+        shard = f"model-{i + 1:05d}-of-00002.safetensors"
+        save_file({k: tensors[k].contiguous() for k in keys}, out / shard, {"format": "pt"})
+        weight_map.update(dict.fromkeys(keys, shard))
+    size = sum(t.numel() * t.element_size() for t in tensors.values())
+    index = {"metadata": {"total_size": size}, "weight_map": weight_map}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def shipped_weights(family: str) -> Path:
+    """The trained weights shipped with the package for ``family``'s ``tiny`` preset.
+
+    Example:
+        >>> shipped_weights("llama4").name
+        'llama4.safetensors'
+    """
+    name = get_family(family).name
+    return Path(str(resources.files(__package__).joinpath("weights", f"{name}.safetensors")))
+
+
+def write_shipped(checkpoint: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Store what training changed in the trained ``checkpoint`` as ``dest/<family>.safetensors``.
+
+    Every tensor except the embedding and output matrices is kept whole; of
+    those, only the rows that differ from :func:`_initial_rows`, with their ids.
+
+    Example:
+        >>> write_shipped(build_tiny_model("llama4", tmp_path / "l4", train=True), tmp_path)  # doctest: +SKIP
+        PosixPath('.../llama4.safetensors')
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(checkpoint)
+    info = json.loads((folder / INFO_FILE).read_text())
+    if not info["trained"] or info["preset"] != "tiny":
+        raise ValueError(f"{folder} is not a trained 'tiny' checkpoint; build one with train=True")
+    shipped, initial = {}, _initial_rows(info["family"], info["seed"])
+    for key, tensor in _read_tensors(folder).items():
+        if key.endswith(("embed_tokens.weight", "lm_head.weight")):
+            init = initial[key.split(".")[-2]]
+            ids = torch.nonzero((tensor != init).any(dim=1)).squeeze(1)
+            shipped[f"{key}.rows"], shipped[f"{key}.ids"] = tensor[ids], ids.to(torch.int32)
+        else:
+            shipped[key] = tensor
+    out = Path(dest) / f"{info['family']}.safetensors"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(shipped, out, {"info": json.dumps(info, sort_keys=True)})
+    return out
+
+
+def materialise(family: str, out_dir: str | os.PathLike, weights: Path | None = None) -> Path:
+    """Write ``family``'s trained ``tiny`` checkpoint from its shipped weights (a few seconds).
+
+    The result has the same files, tensor for tensor, as the build that
+    :func:`write_shipped` stored.
+
+    Example:
+        >>> materialise("qwen2_5_vl", tmp_path / "qwen")  # doctest: +SKIP
+    """
+    from safetensors import safe_open
+
+    name, spec = check_preset(family, "tiny")
+    weights = shipped_weights(name) if weights is None else Path(weights)
+    with safe_open(weights, "pt") as f:
+        info = json.loads(f.metadata()["info"])
+        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - not a dict
+    if info["family"] != name or info.get("plan_hash") != plan_hash(name):
+        raise ValueError(
+            f"{weights} was trained for another plan or family than today's {name!r} 'tiny' "
+            f"preset; rebuild it: python -m vlm_tutorial.offline.tiny {name} OUT_DIR "
+            f"--write-weights {weights.parent}"
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    initial = _initial_rows(name, info["seed"])
+    for key in [k.removesuffix(".rows") for k in tensors if k.endswith(".rows")]:
+        tensors[key] = initial[key.split(".")[-2]].clone()
+        tensors[key][tensors.pop(f"{key}.ids").long()] = tensors.pop(f"{key}.rows")
+    _write_files(name, spec, out)
+    _save_sharded(tensors, out, name)
+    info.update(spec_hash=spec_hash(name, "tiny"), shipped=weights.name)
+    (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return out
+
+
 def build_tiny_model(
     family: str,
     out_dir: str | os.PathLike,
@@ -359,15 +539,14 @@ def build_tiny_model(
 ) -> Path:
     """Write a tiny checkpoint of ``family`` into ``out_dir`` and return its path.
 
-    The ``tiny`` preset is trained on toy pictures
-    (:mod:`vlm_tutorial.offline.tiny.training`, two to three minutes on two CPU
-    cores); the other presets keep random weights. ``train=False`` skips the training (random
-    weights, about a second); ``train=True`` asks for it where the preset has
-    a training plan. ``log`` receives progress lines while training.
+    The ``tiny`` preset (seed 0) comes from its shipped weights
+    (:func:`materialise`); ``train=True`` trains it on toy pictures instead
+    (:mod:`vlm_tutorial.offline.tiny.training`, minutes; ``log`` receives
+    progress lines). The other presets, and ``train=False``, keep random weights.
 
-    The same ``family``, ``preset``, ``seed`` and ``train`` give the same
-    tensors on one machine. Weights are saved in bfloat16, sharded with
-    ``model.safetensors.index.json`` (as SGLang's vision-weight loader expects).
+    The same arguments give the same tensors on one machine. Weights are
+    saved in bfloat16 as a text shard and a vision shard with
+    ``model.safetensors.index.json``, like the real checkpoints.
 
     Example:
         >>> path = build_tiny_model("llama4", tmp_path / "llama4", train=False)  # doctest: +SKIP
@@ -383,23 +562,17 @@ def build_tiny_model(
             f"preset {preset!r} of {name!r} has no training plan; only the 'tiny' preset is "
             "trained (pass train=None or train=False)"
         )
+    if train is None and trained and preset == "tiny" and seed == 0 and _shipped_info(name):
+        return materialise(name, out_dir)
     start = time.perf_counter()
 
     import torch
-    from transformers import Llama4ForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
-
-    model_class: Any
-    if name == "qwen2_5_vl":
-        model_class, config = Qwen2_5_VLForConditionalGeneration, _qwen_config(spec)
-    else:
-        model_class, config = Llama4ForConditionalGeneration, _llama4_config(spec)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_generation_config(name, out)
-    save_tokenizer_and_processor(name, out, image=spec["image"])
+    _write_files(name, spec, out)
     torch.manual_seed(seed)
-    model = model_class(config)
+    model = _model_class(name)(_config(name, spec))
     report = None
     if trained:
         from transformers import AutoProcessor
@@ -416,11 +589,10 @@ def build_tiny_model(
     # Parameters only: Module.to() would also cast Llama 4's complex rope buffer.
     for param in model.parameters():
         param.data = param.data.to(torch.bfloat16)
-    model.config.dtype = torch.bfloat16
-    total_bytes = 2 * sum(p.numel() for p in model.parameters())
-    # Several shards, so that an index file is written.
-    with _quiet_progress():
-        model.save_pretrained(out, max_shard_size=max(total_bytes // 3, 200_000))
+    # save_pretrained names the tensors as the real checkpoints do; they are then resharded.
+    with tempfile.TemporaryDirectory(dir=out) as tmp, _quiet_progress():
+        model.save_pretrained(tmp)
+        _save_sharded(_read_tensors(Path(tmp)), out, name)
 
     info = {
         "family": name,
@@ -429,12 +601,17 @@ def build_tiny_model(
         "trained": trained,
         "builder_version": BUILDER_VERSION,
         "spec_hash": spec_hash(name, preset, trained),
+        "plan_hash": plan_hash(name, preset, trained),
         "parameters": counts,
         "training": None if report is None else report.as_dict(),
         "build_seconds": round(time.perf_counter() - start, 3),
     }
     (out / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return out
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def cache_root() -> Path:
@@ -453,10 +630,9 @@ def tiny_model_path(family: str, preset: str = "tiny") -> Path:
     """Return a cached tiny checkpoint of ``family``, building it (seed 0) the first time.
 
     The folder is named ``<family>-<preset>-<hash>``; a change of builder,
-    preset, training or library version gives a new hash, hence a fresh
-    build. The ``tiny`` preset is trained on toy pictures during its build
-    (two to three minutes on two CPU cores, said on stderr). The build goes
-    to a temporary folder that is renamed into place, so a half-written checkpoint is never
+    preset, shipped weights or library version gives a new hash, hence a
+    fresh build (seconds; said on stderr). The build goes to a temporary
+    folder that is renamed into place, so a half-written checkpoint is never
     reused.
 
     Example:
@@ -471,15 +647,13 @@ def tiny_model_path(family: str, preset: str = "tiny") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
     try:
-        if is_trained(name, preset):
-            print(
-                f"building the tiny {name} checkpoint: training it on toy pictures "
-                "(about two minutes for Qwen2.5-VL, three for Llama 4, on two CPU cores; "
-                f"once, cached in {root})",
-                file=sys.stderr,
-                flush=True,
+        shipped = preset == "tiny" and _shipped_info(name) is not None
+        if shipped or is_trained(name, preset):
+            what = (
+                "from its shipped weights" if shipped else "training it on toy pictures (minutes)"
             )
-        build_tiny_model(name, tmp, preset=preset, seed=0)
+            _say(f"building the tiny {name} checkpoint {what}, once, into {target}")
+        build_tiny_model(name, tmp, preset=preset, seed=0, log=_say)
         try:
             os.rename(tmp, target)
         except OSError:
@@ -489,26 +663,3 @@ def tiny_model_path(family: str, preset: str = "tiny") -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-__all__ = [
-    "BUILDER_VERSION",
-    "INFO_FILE",
-    "build_tiny_model",
-    "tiny_model_path",
-    "cache_root",
-    "check_preset",
-    "chat_template",
-    "folder_size",
-    "is_trained",
-    "parameter_counts",
-    "save_generation_config",
-    "save_tokenizer_and_processor",
-    "spec_hash",
-]
-
-# Keep the family registry and the presets in step.
-if set(PRESETS) != set(FAMILIES):  # pragma: no cover - a packaging error
-    raise UnknownModelFamilyError(
-        f"presets {sorted(PRESETS)} do not match families {sorted(FAMILIES)}"
-    )

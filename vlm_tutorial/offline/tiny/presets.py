@@ -23,7 +23,10 @@ from vlm_tutorial.families import FAMILIES
 #: special tokens start (every id below is an ordinary BPE token), as the
 #: family registry gives them.
 VOCAB: dict[str, dict[str, int]] = {
-    family.name: {"vocab_size": family.vocab_size, "first_special_id": family.first_special_id}
+    family.name: {
+        "vocab_size": family.vocab_size,
+        "first_special_id": min(token_id for token_id, _, _ in family.special_tokens),
+    }
     for family in FAMILIES.values()
 }
 
@@ -183,11 +186,3 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
 }
-
-__all__ = [
-    "PRESETS",
-    "VOCAB",
-    "INIT_STD",
-    "QWEN2_5_VL_IMAGE",
-    "LLAMA4_IMAGE",
-]

@@ -39,6 +39,7 @@ from tokenizers.models import BPE
 
 from vlm_tutorial.families import get_family
 from vlm_tutorial.offline.toys import COLOURS, JOIN, SHAPES
+
 from .presets import VOCAB
 
 #: Qwen2's pre-tokenizer split (transformers' ``tokenization_qwen2.py``).
@@ -113,7 +114,10 @@ def _apply_merges(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list
     """Byte-pair encoding of one pre-token: merge the best-ranked adjacent pair until none is left."""
     parts = list(symbols)
     while len(parts) > 1:
-        pairs = [(ranks.get(pair, len(ranks)), i) for i, pair in enumerate(zip(parts, parts[1:], strict=False))]
+        pairs = [
+            (ranks.get(pair, len(ranks)), i)
+            for i, pair in enumerate(zip(parts, parts[1:], strict=False))
+        ]
         rank, i = min(pairs)
         if rank == len(ranks):
             break

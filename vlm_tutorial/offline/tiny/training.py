@@ -26,11 +26,10 @@ row keeps its small initial values, so it never wins a greedy step.
 
 Training is seeded and deterministic on one machine, and takes about two
 minutes (Qwen2.5-VL) and three (Llama 4) on two CPU cores.
-:func:`greedy_margins` measures how decisive the trained models are.
 
 Example:
     >>> from vlm_tutorial.offline.tiny.training import answer_for
-    >>> from vlm_tutorial import toys
+    >>> from vlm_tutorial.offline import toys
     >>> answer_for([toys.layout("a red circle and a blue square"), toys.layout("a yellow triangle")])
     'a red circle and a blue square; a yellow triangle'
 """
@@ -43,9 +42,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vlm_tutorial.offline import toys
 from vlm_tutorial.families import get_family
-from vlm_tutorial.images import EXAMPLE_DESCRIPTION
+from vlm_tutorial.offline import toys
 from vlm_tutorial.prompts import build_prompt
 
 #: The notebooks' question about one picture.
@@ -58,7 +56,7 @@ PAIR_QUESTION = "What's shown here: <image> and <image>?"
 PAIR_SEPARATOR = "; "
 
 #: The notebooks' two pictures: the example image and a second one with another answer.
-NOTEBOOK_PICTURES = (EXAMPLE_DESCRIPTION, "a yellow triangle")
+NOTEBOOK_PICTURES = ("a red circle and a blue square", "a yellow triangle")
 
 
 @dataclass(frozen=True)
@@ -706,7 +704,10 @@ def _train(
 
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(plan.seed)
-    examples = [encode_example(processor, scenes) for scenes in training_scenes(plan)]
+    scenes = training_scenes(plan)
+    if log is not None:
+        log(f"{family}: rendering and processing {len(scenes)} training examples")
+    examples = [encode_example(processor, pictures) for pictures in scenes]
     prepared = time.perf_counter()
 
     for p in model.parameters():
@@ -741,68 +742,3 @@ def _train(
         vision_seconds=vision_done - prepared,
         language_seconds=time.perf_counter() - vision_done,
     )
-
-
-# --------------------------------------------------------------------------- measuring
-
-
-def greedy_margins(
-    engine: Any, request: Mapping[str, Any], max_new_tokens: int = 16
-) -> list[float]:
-    """Top-1 minus top-2 logit at each token ``engine`` generates greedily for ``request``.
-
-    ``engine`` is a :class:`~vlm_tutorial.offline.reference.ReferenceEngine` (anything
-    with ``.model`` and SGLang's ``generate``); ``request`` is what the
-    request builders return (``prompt``/``input_ids`` and ``image_data``).
-    The logits are read from the model's output layer while the engine's own
-    ``generate`` runs, so this measures the engine's path for that format.
-
-    Example:
-        >>> min(greedy_margins(engine, raw_request(prompt, [img])))  # doctest: +SKIP
-        9.3
-    """
-    import torch
-
-    head = engine.model.get_output_embeddings()
-    steps: list[Any] = []
-
-    def keep(_module: Any, _inputs: Any, output: Any) -> None:
-        steps.append(output[0, -1].detach().float())
-
-    handle = head.register_forward_hook(keep)
-    try:
-        out = engine.generate(
-            **request, sampling_params={"temperature": 0, "max_new_tokens": max_new_tokens}
-        )
-    finally:
-        handle.remove()
-    ids = out["output_ids"]
-    if len(steps) < len(ids):
-        raise RuntimeError(f"saw {len(steps)} output-layer calls for {len(ids)} generated tokens")
-    margins = []
-    for logits, token in zip(steps[: len(ids)], ids, strict=True):
-        top = torch.topk(logits, 2)
-        if int(top.indices[0]) != token:
-            raise RuntimeError("the engine's token is not the argmax of the logits seen")
-        margins.append(float(top.values[0] - top.values[1]))
-    return margins
-
-
-__all__ = [
-    "Example",
-    "HELDOUT_SEED",
-    "NOTEBOOK_PICTURES",
-    "PAIR_QUESTION",
-    "PAIR_SEPARATOR",
-    "PLANS",
-    "QUESTION",
-    "TrainingPlan",
-    "TrainingReport",
-    "answer_for",
-    "encode_example",
-    "greedy_margins",
-    "heldout_scenes",
-    "question_for",
-    "train_model",
-    "training_scenes",
-]
