@@ -359,7 +359,7 @@ def test_seeded_sampling_is_the_same_from_threads_as_one_after_another(case):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=600)
     assert [threaded[s] for s in seeds] == sequential
     assert len({tuple(ids) for ids in sequential}) > 1, (
         "the seeds must matter for this to test anything"

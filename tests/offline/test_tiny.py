@@ -630,7 +630,7 @@ def test_cli_rejects_a_bad_preset(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=1800,
     )
     assert result.returncode == 2
     assert "'text-heavy', 'tiny'" in result.stderr

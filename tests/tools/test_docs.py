@@ -403,7 +403,7 @@ def _dump_dom(chromium: str, page: Path, profile: Path, window: str = "1280,900"
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "<html" in result.stdout, result.stderr[-3000:]
@@ -725,7 +725,7 @@ def _dump_dom_in_frame(chromium: str, page: Path, profile: Path, width: int) -> 
             ],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=600,
         )
     finally:
         wrapper.unlink()
