@@ -9,6 +9,7 @@
 * The tiny models are trained on toy pictures: no page, notebook or README sentence
   calls a tiny model "random", and none calls its answers "meaningless" (an untrained
   preset is called untrained).
+* A memory fraction a page gives a family is the family registry's.
 
 Each check has a test that feeds it a bad input and sees it fail.
 """
@@ -262,3 +263,49 @@ def test_random_tiny_check_fails_on_the_old_wording() -> None:
         "random weights with the published configurations. The `text-heavy` preset is untrained."
     )
     assert random_tiny_claims(fine) == []
+
+
+# --- the tutorial's memory fractions are the family registry's ------------------------
+
+FAMILY_NAMES = {"qwen2_5_vl": "Qwen2.5-VL", "llama4": "Llama 4"}
+
+
+def stated_fractions(text: str) -> dict[str, set[float]]:
+    """Memory fractions a page gives per family, as ``mem_fraction_static=X`` beside its name.
+
+    The name is the one right after the value ("0.6 for Qwen2.5-VL"), else the last one before
+    it ("for Llama 4, ..., mem_fraction_static=0.7"); "..., and `0.7` for Llama 4" counts too.
+    """
+    names = "|".join(re.escape(name) for name in FAMILY_NAMES.values())
+    after = re.compile(rf"`?\s(?:for|of)\s({names})")
+    family_of = {name: family for family, name in FAMILY_NAMES.items()}
+    found: dict[str, set[float]] = {}
+    for m in re.finditer(r"mem_fraction_static=(\d\.\d+)`?", text):
+        if following := after.match(text, m.end()):
+            name = following.group(1)
+        elif before := re.findall(names, text[max(0, m.start() - 150) : m.start()]):
+            name = before[-1]
+        else:
+            continue
+        found.setdefault(family_of[name], set()).add(float(m.group(1)))
+        if also := re.match(rf"[^;\n]{{0,60}}? and `(\d\.\d+)` for ({names})", text[m.end() :]):
+            found.setdefault(family_of[also.group(2)], set()).add(float(also.group(1)))
+    return found
+
+
+def test_pages_give_the_registrys_memory_fractions() -> None:
+    from vlm_tutorial import get_family
+
+    pages = [ROOT / "README.md", DOCS / "gpu.md", DOCS / "index.md", DOCS / "install.md"]
+    for path in pages:
+        for family, values in stated_fractions(path.read_text()).items():
+            expected = get_family(family).engine_args["mem_fraction_static"]
+            assert values == {expected}, f"{path.name} gives {family} {values}, not {expected}"
+    assert stated_fractions((ROOT / "README.md").read_text()).keys() == FAMILY_NAMES.keys()
+
+
+def test_fraction_check_finds_a_stale_value() -> None:
+    stale = "for Qwen2.5-VL `mem_fraction_static=0.6`, for Llama 4 `tp_size=4`, `mem_fraction_static=0.8`"
+    assert stated_fractions(stale) == {"qwen2_5_vl": {0.6}, "llama4": {0.8}}
+    both = "`mem_fraction_static=0.6` for Qwen2.5-VL-3B and `0.8` for Llama 4 Scout, chosen"
+    assert stated_fractions(both) == {"qwen2_5_vl": {0.6}, "llama4": {0.8}}
