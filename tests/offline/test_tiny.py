@@ -210,9 +210,8 @@ def test_text_heavy_is_mostly_text(family: str) -> None:
     """Sizes from a meta-device model: no weights are allocated."""
     from transformers import Llama4ForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
 
-    from vlm_tutorial.offline.tiny.builder import _llama4_config, _qwen_config, parameter_counts
+    from vlm_tutorial.offline.tiny.builder import model_config, parameter_counts
 
-    make = _qwen_config if family == "qwen2_5_vl" else _llama4_config
     model_class = (
         Qwen2_5_VLForConditionalGeneration
         if family == "qwen2_5_vl"
@@ -221,7 +220,7 @@ def test_text_heavy_is_mostly_text(family: str) -> None:
     sizes = {}
     for preset in ("tiny", "text-heavy"):
         with torch.device("meta"):
-            model = model_class(make(PRESETS[family][preset]))
+            model = model_class(model_config(family, PRESETS[family][preset]))
         sizes[preset] = {k: 2 * n for k, n in parameter_counts(model, family).items()}  # bf16 bytes
     heavy = sizes["text-heavy"]
     assert 150e6 <= heavy["text"] <= 300e6, heavy

@@ -267,7 +267,7 @@ def test_the_committed_command_reproduces_the_shipped_weights(
     import subprocess
     import sys
 
-    from vlm_tutorial.offline.tiny.builder import _read_tensors, materialise, shipped_weights
+    from vlm_tutorial.offline.tiny.builder import materialise, read_tensors, shipped_weights
 
     out, weights = tmp_path / "trained", tmp_path / "weights"
     command = [sys.executable, "-m", "vlm_tutorial.offline.tiny", family, str(out)]
@@ -275,8 +275,8 @@ def test_the_committed_command_reproduces_the_shipped_weights(
     written = weights / f"{family}.safetensors"
     assert written.stat().st_size <= shipped_weights(family).stat().st_size * 1.5
     # The written file rebuilds the trained checkpoint tensor for tensor.
-    rebuilt = _read_tensors(materialise(family, tmp_path / "rebuilt", weights=written))
-    trained = _read_tensors(out)
+    rebuilt = read_tensors(materialise(family, tmp_path / "rebuilt", weights=written))
+    trained = read_tensors(out)
     assert rebuilt.keys() == trained.keys()
     assert all(torch.equal(rebuilt[k], trained[k]) for k in trained)
     # It answers as the shipped checkpoint does.

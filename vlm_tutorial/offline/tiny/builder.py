@@ -226,7 +226,8 @@ def _llama4_config(spec: dict[str, Any]) -> Any:
     )
 
 
-def _config(family: str, spec: dict[str, Any]) -> Any:
+def model_config(family: str, spec: dict[str, Any]) -> Any:
+    """The transformers config of a tiny ``family`` model from its preset ``spec``."""
     return _qwen_config(spec) if family == "qwen2_5_vl" else _llama4_config(spec)
 
 
@@ -239,7 +240,7 @@ def _model_class(family: str) -> Any:
 
 def _write_files(family: str, spec: dict[str, Any], out: Path) -> None:
     """Everything but the weights: config, generation config, tokenizer, processor, template."""
-    config = _config(family, spec)
+    config = model_config(family, spec)
     config.architectures = [_model_class(family).__name__]
     config.dtype = "bfloat16"
     config.save_pretrained(out)
@@ -415,7 +416,7 @@ def _initial_rows(family: str, seed: int) -> dict[str, Any]:
     name, spec = check_preset(family, "tiny")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _model_class(name)(_config(name, spec))
+        model = _model_class(name)(model_config(name, spec))
     layers = {
         "embed_tokens": model.get_input_embeddings(),
         "lm_head": model.get_output_embeddings(),
@@ -423,7 +424,7 @@ def _initial_rows(family: str, seed: int) -> dict[str, Any]:
     return {key: layer.weight.detach().to(torch.bfloat16) for key, layer in layers.items()}
 
 
-def _read_tensors(folder: Path) -> dict[str, Any]:
+def read_tensors(folder: Path) -> dict[str, Any]:
     """Every tensor of the ``*.safetensors`` files in ``folder``."""
     from safetensors.torch import load_file
 
@@ -481,7 +482,7 @@ def write_shipped(checkpoint: str | os.PathLike, dest: str | os.PathLike) -> Pat
     if not info["trained"] or info["preset"] != "tiny":
         raise ValueError(f"{folder} is not a trained 'tiny' checkpoint; build one with train=True")
     shipped, initial = {}, _initial_rows(info["family"], info["seed"])
-    for key, tensor in _read_tensors(folder).items():
+    for key, tensor in read_tensors(folder).items():
         if key.endswith(("embed_tokens.weight", "lm_head.weight")):
             init = initial[key.split(".")[-2]]
             ids = torch.nonzero((tensor != init).any(dim=1)).squeeze(1)
@@ -572,7 +573,7 @@ def build_tiny_model(
     out.mkdir(parents=True, exist_ok=True)
     _write_files(name, spec, out)
     torch.manual_seed(seed)
-    model = _model_class(name)(_config(name, spec))
+    model = _model_class(name)(model_config(name, spec))
     report = None
     if trained:
         from transformers import AutoProcessor
@@ -592,7 +593,7 @@ def build_tiny_model(
     # save_pretrained names the tensors as the real checkpoints do; they are then resharded.
     with tempfile.TemporaryDirectory(dir=out) as tmp, _quiet_progress():
         model.save_pretrained(tmp)
-        _save_sharded(_read_tensors(Path(tmp)), out, name)
+        _save_sharded(read_tensors(Path(tmp)), out, name)
 
     info = {
         "family": name,
