@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -49,8 +48,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+if not __package__:  # run as a file (python tools/gpu_bench.py), not as python -m tools.gpu_bench
+    sys.path.insert(0, str(REPO))
+from tools.gpu_check import install_kit, kit_env  # noqa: E402
+
 BUILD = REPO / "build" / "gpu"
-ENGINE_ARGS_FILE = REPO / "tools" / "gpu_engine_args.json"
 DEFAULT_KIT_TARGET = Path("/tmp/vlm-gpu-kit")
 FAMILIES = ("qwen2_5_vl", "llama4")
 BENCH_CASES = ("formats", "reuse", "limit")
@@ -169,40 +171,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def install_kit(kit: Path, target: Path, python: str) -> None:
-    """Install the kit's wheels into ``target`` (offline), once per kit: a stamp holds its hash."""
-    groups = {sub: sorted((kit / sub).glob("*.whl")) for sub in ("whl", "whl-nb", "whl-tf")}
-    if not any(groups.values()):
-        raise SystemExit(f"--kit {kit}: no wheels in whl/ or whl-tf/; build the kit first")
-    names = [f"{w.name}:{w.stat().st_size}" for wheels in groups.values() for w in wheels]
-    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
-    stamp = target / "installed.stamp"
-    if stamp.is_file() and stamp.read_text().strip() == digest:
-        log(f"kit already installed in {target}")
-        return
-    start = time.perf_counter()
-    shutil.rmtree(target, ignore_errors=True)
-    pip = [python, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
-    for sub, wheels in groups.items():
-        dest = target / ("site_tf" if sub == "whl-tf" else "site")
-        if wheels:
-            subprocess.run([*pip, "--target", str(dest), *map(str, wheels)], check=True)
-    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", str(target)], check=False)
-    stamp.write_text(digest + "\n")
-    log(f"kit installed in {target} in {time.perf_counter() - start:.0f} s")
-
-
 def build_env(kit_target: Path | None) -> dict[str, str]:
     """The children's environment: the kit on the path and its engine arguments, if a kit."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
-    paths = [str(REPO)]
-    if kit_target is not None:
-        paths = [str(kit_target / "site_tf"), str(kit_target / "site"), str(REPO)]
-        env["PATH"] = f"{kit_target / 'site' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-        engine_args = json.loads(ENGINE_ARGS_FILE.read_text())
-        engine_args.update(json.loads(env.get("VLM_TUTORIAL_ENGINE_ARGS") or "{}"))
-        env["VLM_TUTORIAL_ENGINE_ARGS"] = json.dumps(engine_args)
-    env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    env = kit_env(dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1"), kit_target)
     env.setdefault("VLM_TUTORIAL_CACHE", "/tmp/vlm-tutorial-cache")
     return env
 

@@ -205,9 +205,12 @@ def install_kit(kit: Path, target: Path, python: str) -> dict[str, Any]:
     return result
 
 
-def build_env(args: argparse.Namespace, kit_target: Path | None) -> dict[str, str]:
-    """The environment of every child: the kit on the path, its engine arguments, offline hub."""
-    env = dict(os.environ)
+def kit_env(env: dict[str, str], kit_target: Path | None) -> dict[str, str]:
+    """``env`` with the repository on the path, and the kit and its engine arguments if a kit.
+
+    The kit's file (tools/gpu_engine_args.json) comes first; this machine's own
+    ``VLM_TUTORIAL_ENGINE_ARGS`` wins over it.
+    """
     paths = [str(REPO)]
     if kit_target is not None:
         paths = [str(kit_target / "site_tf"), str(kit_target / "site"), str(REPO)]
@@ -219,6 +222,12 @@ def build_env(args: argparse.Namespace, kit_target: Path | None) -> dict[str, st
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def build_env(args: argparse.Namespace, kit_target: Path | None) -> dict[str, str]:
+    """The environment of every child: the kit on the path, its engine arguments, offline hub."""
+    env = kit_env(dict(os.environ), kit_target)
     env.setdefault("VLM_TUTORIAL_CACHE", str(BUILD / "cache"))
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
