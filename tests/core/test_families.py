@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from tests.real_ids import REAL_SPECIAL_IDS
 from vlm_tutorial import families
 from vlm_tutorial.errors import RequestFormatError, UnknownModelFamilyError
 from vlm_tutorial.families import (
@@ -61,43 +62,10 @@ def test_families_are_hashable_singletons_with_a_short_repr():
     assert repr(LLAMA4) == "<ModelFamily llama4>"
 
 
-# Ids from the real checkpoints' tokenizer_config.json and config.json (image_token_id 151655,
-# vision_start/end 151652/151653; Llama 4: boi/eoi 200080/200081, image_token_index 200092).
-REAL_IDS = {
-    "qwen2_5_vl": {
-        "<|endoftext|>": 151643,
-        "<|im_start|>": 151644,
-        "<|im_end|>": 151645,
-        "<|vision_start|>": 151652,
-        "<|vision_end|>": 151653,
-        "<|image_pad|>": 151655,
-        "<|video_pad|>": 151656,
-        "<tool_call>": 151657,
-        "<|file_sep|>": 151664,
-    },
-    "llama4": {
-        "<|begin_of_text|>": 200000,
-        "<|end_of_text|>": 200001,
-        "<|header_start|>": 200005,
-        "<|header_end|>": 200006,
-        "<|eom|>": 200007,
-        "<|eot|>": 200008,
-        "<|python_start|>": 200016,
-        "<|image_start|>": 200080,
-        "<|image_end|>": 200081,
-        "<|tile_x_separator|>": 200084,
-        "<|tile_y_separator|>": 200085,
-        "<|image|>": 200090,
-        "<|patch|>": 200092,
-        "<|vision_reserved_special_token_1047|>": 201133,
-    },
-}
-
-
 @pytest.mark.parametrize("name", FAMILIES)
 def test_special_tokens_sit_at_the_real_ids(name):
     family = FAMILIES[name]
-    for text, token_id in REAL_IDS[name].items():
+    for text, token_id in REAL_SPECIAL_IDS[name].items():
         assert family.token_id(text) == token_id, text
     ids = [token_id for token_id, _, _ in family.special_tokens]
     assert ids == list(range(ids[0], ids[0] + len(ids)))  # contiguous, in order

@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
+from tests.real_ids import REAL_SPECIAL_IDS
 from vlm_tutorial.errors import UnknownModelFamilyError
 from vlm_tutorial.offline.tiny import PRESETS, build_tiny_model, tiny_model_path
 from vlm_tutorial.offline.tiny.builder import INFO_FILE, check_preset, spec_hash
@@ -44,43 +45,6 @@ EXPECTED_PROMPT = {
     ),
 }
 
-# Ids of the real checkpoints (tokenizer_config.json / config.json of the Hub models).
-EXPECTED_IDS = {
-    "qwen2_5_vl": {
-        "<|endoftext|>": 151643,
-        "<|im_start|>": 151644,
-        "<|im_end|>": 151645,
-        "<|object_ref_start|>": 151646,
-        "<|box_start|>": 151648,
-        "<|quad_end|>": 151651,
-        "<|vision_start|>": 151652,
-        "<|vision_end|>": 151653,
-        "<|vision_pad|>": 151654,
-        "<|image_pad|>": 151655,
-        "<|video_pad|>": 151656,
-        "<tool_call>": 151657,
-        "</tool_call>": 151658,
-        "<|fim_prefix|>": 151659,
-        "<|file_sep|>": 151664,
-    },
-    "llama4": {
-        "<|begin_of_text|>": 200000,
-        "<|end_of_text|>": 200001,
-        "<|header_start|>": 200005,
-        "<|header_end|>": 200006,
-        "<|eom|>": 200007,
-        "<|eot|>": 200008,
-        "<|python_start|>": 200016,
-        "<|finetune_right_pad|>": 200018,
-        "<|image_start|>": 200080,
-        "<|image_end|>": 200081,
-        "<|tile_x_separator|>": 200084,
-        "<|tile_y_separator|>": 200085,
-        "<|image|>": 200090,
-        "<|patch|>": 200092,
-        "<|vision_reserved_special_token_1047|>": 201133,
-    },
-}
 
 EXPECTED_CLASSES = {
     "qwen2_5_vl": (
@@ -271,7 +235,7 @@ def test_loads_offline_with_the_real_classes(loaded: dict[str, tuple], family: s
 @pytest.mark.parametrize("family", FAMILIES)
 def test_special_tokens_sit_at_their_real_ids(loaded: dict[str, tuple], family: str) -> None:
     tokenizer = loaded[family][0].tokenizer
-    for token, token_id in EXPECTED_IDS[family].items():
+    for token, token_id in REAL_SPECIAL_IDS[family].items():
         assert tokenizer.convert_tokens_to_ids(token) == token_id, token
         assert tokenizer.convert_ids_to_tokens(token_id) == token
         assert tokenizer.encode(token, add_special_tokens=False) == [token_id], token
