@@ -1,6 +1,6 @@
 """The notebook runner's command line: its refusals, what reaches the notebooks, its progress output.
 
-Only the last test starts a kernel (on a two-cell notebook of its own). Everywhere
+Only the tests at the end start a kernel (on small notebooks of their own). Everywhere
 else ``execute_notebook`` and ``prepare_tiny_models`` are replaced by recorders, so a
 test also shows that a refused command never reached them. Executing the tutorial's
 notebooks is tests/test_notebooks.py's concern.
@@ -74,11 +74,9 @@ def one_line_error(capsys) -> str:
     return lines[0]
 
 
-def write_notebook(path: Path, parameters_source: str, body: str = "x = 1") -> Path:
-    nb = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(parameters_source), nbformat.v4.new_code_cell(body)]
-    )
-    nb.cells[0].metadata["tags"] = ["parameters"]
+def notebook_of(path: Path, *cells: nbformat.NotebookNode) -> Path:
+    """Write a notebook of ``cells`` with the python3 kernel to ``path``."""
+    nb = nbformat.v4.new_notebook(cells=list(cells))
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -86,6 +84,21 @@ def write_notebook(path: Path, parameters_source: str, body: str = "x = 1") -> P
     }
     nbformat.write(nb, path)
     return path
+
+
+def write_notebook(path: Path, parameters_source: str, body: str = "x = 1") -> Path:
+    parameters = nbformat.v4.new_code_cell(parameters_source, metadata={"tags": ["parameters"]})
+    return notebook_of(path, parameters, nbformat.v4.new_code_cell(body))
+
+
+def run_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.run_notebooks", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 # ---------------------------------------------------------------- notebook names
@@ -325,3 +338,26 @@ def test_the_command_shows_a_notebooks_progress_on_the_terminal_as_it_runs(tmp_p
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary[0]["notebook"] == "demo.ipynb" and summary[0]["parameters"] == {"word": "hello"}
     assert executed.metadata["vlm_tutorial"]["seconds"] == summary[0]["seconds"] > 0
+
+
+def test_runner_fails_on_a_notebook_that_raises(tmp_path):
+    bad = notebook_of(tmp_path / "nb.ipynb", nbformat.v4.new_code_cell("raise ValueError('boom')"))
+    proc = run_command(str(bad), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1
+    assert "nb.ipynb FAILED" in proc.stdout and "ValueError: boom" in proc.stdout
+
+
+def test_runner_accepts_error_demonstrations_and_refuses_ones_that_do_not_raise(tmp_path):
+    demo = nbformat.v4.new_code_cell("1 / 0", metadata={"tags": ["raises-exception"]})
+    after = nbformat.v4.new_code_cell("print('after the demonstration')")
+    proc = run_command(
+        str(notebook_of(tmp_path / "nb.ipynb", demo, after)), "--out", str(tmp_path / "out")
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    executed = nbformat.read(tmp_path / "out" / "nb.ipynb", as_version=4)
+    assert "after the demonstration" in executed.cells[1].outputs[0]["text"]
+    quiet = nbformat.v4.new_code_cell("1 / 1", metadata={"tags": ["raises-exception"]})
+    proc = run_command(
+        str(notebook_of(tmp_path / "nb.ipynb", quiet)), "--out", str(tmp_path / "out")
+    )
+    assert proc.returncode == 1 and "tagged raises-exception but raised nothing" in proc.stdout
