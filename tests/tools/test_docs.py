@@ -387,7 +387,9 @@ def chromium() -> str:
     )
 
 
-def _dump_dom(chromium: str, page: Path, profile: Path, window: str = "1280,900") -> str:
+def _dump_dom(
+    chromium: str, page: Path, profile: Path, window: str = "1280,900", *flags: str
+) -> str:
     result = subprocess.run(
         [
             chromium,
@@ -395,6 +397,7 @@ def _dump_dom(chromium: str, page: Path, profile: Path, window: str = "1280,900"
             "--no-sandbox",
             "--disable-gpu",
             "--no-first-run",
+            *flags,
             f"--user-data-dir={profile}",
             f"--window-size={window}",
             "--virtual-time-budget=5000",
@@ -709,28 +712,9 @@ def _dump_dom_in_frame(chromium: str, page: Path, profile: Path, width: int) -> 
         f'style="width:{width}px;height:844px;border:0"></iframe></body></html>'
     )
     try:
-        result = subprocess.run(
-            [
-                chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--allow-file-access-from-files",
-                f"--user-data-dir={profile}",
-                "--window-size=800,900",
-                "--virtual-time-budget=5000",
-                "--dump-dom",
-                wrapper.as_uri(),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        return _dump_dom(chromium, wrapper, profile, "800,900", "--allow-file-access-from-files")
     finally:
         wrapper.unlink()
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
 
 
 @pytest.mark.slow
